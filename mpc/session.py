@@ -1,0 +1,209 @@
+"""The Session: one party's handle on one joint computation.
+
+Every party runs the same program (SPMD) with its own :class:`Session`. A protocol allocates a
+:class:`Round` for each exchange of messages; the round's tag is deterministic — the protocol path
+plus a per-path counter — so all parties agree on it without coordination, and a message that
+arrives before its round is simply buffered by the channel.
+
+Every party must allocate the same rounds in the same order, including parties that neither send
+nor receive in that round (they just do not use it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, Mapping
+
+from mpc.contracts import Channel, ChannelStats, Payload
+from mpc.errors import ConfigError, ProtocolViolation
+from mpc.prg import PRG
+
+__all__ = ["Session", "Round", "Program"]
+
+
+class Round:
+    """One communication round of a session, identified by a deterministic tag."""
+
+    __slots__ = ("_session", "tag", "_counted")
+
+    def __init__(self, session: Session, tag: str) -> None:
+        self._session = session
+        self.tag = tag
+        self._counted = False
+
+    def _count(self) -> None:
+        if not self._counted:
+            self._counted = True
+            self._session.channel.stats.rounds += 1
+
+    async def send(self, peer: int, payload: Payload) -> None:
+        """Send ``payload`` to party ``peer`` in this round."""
+        self._count()
+        self._session._check_peer(peer)
+        await self._session.channel.send(peer, self.tag, payload)
+
+    async def recv(self, peer: int) -> Payload:
+        """Receive this round's message from party ``peer``."""
+        self._count()
+        self._session._check_peer(peer)
+        return await self._session.channel.recv(peer, self.tag)
+
+
+class Session:
+    """One party's view of one joint computation.
+
+    Args:
+        channel: the transport channel among the session's parties.
+        prg: this party's private randomness; a fresh CSPRNG-seeded PRG if omitted.
+        path: the protocol path prefix of tags (sub-protocols extend it with :meth:`child`).
+        resources: named objects the program may use (e.g. a preprocessing provider).
+
+    Attributes:
+        channel: the underlying channel.
+        prg: private randomness of this party.
+        resources: dict of named resources shared by this session and its children.
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        prg: PRG | None = None,
+        path: str = "",
+        resources: dict[str, Any] | None = None,
+        _counters: dict[str, int] | None = None,
+    ) -> None:
+        self.channel = channel
+        self.prg = prg if prg is not None else PRG()
+        self.path = path
+        self.resources: dict[str, Any] = resources if resources is not None else {}
+        self._counters: dict[str, int] = _counters if _counters is not None else {}
+
+    @property
+    def party_id(self) -> int:
+        """This party's index."""
+        return self.channel.party_id
+
+    @property
+    def n_parties(self) -> int:
+        """Number of parties."""
+        return self.channel.n_parties
+
+    @property
+    def parties(self) -> tuple[str, ...]:
+        """Party names, index = party id."""
+        return self.channel.parties
+
+    @property
+    def session_id(self) -> str:
+        """The session's identifier."""
+        return self.channel.session_id
+
+    @property
+    def stats(self) -> ChannelStats:
+        """Traffic counters of the session."""
+        return self.channel.stats
+
+    @property
+    def others(self) -> list[int]:
+        """Ids of every other party, ascending."""
+        return [p for p in range(self.n_parties) if p != self.party_id]
+
+    def party_index(self, name_or_id: str | int) -> int:
+        """Resolve a party name (or id) to its id.
+
+        Raises:
+            ConfigError: if the party is not in this session.
+        """
+        if isinstance(name_or_id, int):
+            if not 0 <= name_or_id < self.n_parties:
+                raise ConfigError(f"party id {name_or_id} not in session")
+            return name_or_id
+        try:
+            return self.parties.index(name_or_id)
+        except ValueError:
+            raise ConfigError(f"party {name_or_id!r} not in session") from None
+
+    def child(self, name: str) -> Session:
+        """A sub-session for a sub-protocol: same channel and counters, tags under ``name``."""
+        if not name or "/" in name or "#" in name:
+            raise ConfigError(f"invalid protocol path component {name!r}")
+        tag = self._next(name)
+        return Session(
+            self.channel,
+            prg=self.prg,
+            path=tag,
+            resources=self.resources,
+            _counters=self._counters,
+        )
+
+    def round(self, name: str) -> Round:
+        """Allocate the next round named ``name`` (every party must allocate it)."""
+        if not name or "/" in name or "#" in name:
+            raise ConfigError(f"invalid round name {name!r}")
+        return Round(self, self._next(name))
+
+    def _next(self, name: str) -> str:
+        key = f"{self.path}/{name}"
+        k = self._counters.get(key, 0)
+        self._counters[key] = k + 1
+        return f"{key}#{k}"
+
+    def _check_peer(self, peer: int) -> None:
+        if not 0 <= peer < self.n_parties or peer == self.party_id:
+            raise ProtocolViolation(f"invalid peer {peer} for party {self.party_id}")
+
+    async def exchange(
+        self, name: str, payload: Payload | Mapping[int, Payload], *, per_peer: bool = False
+    ) -> dict[int, Payload]:
+        """All-to-all round: send to every other party, receive from every other party.
+
+        Args:
+            name: round name.
+            payload: what to send; with ``per_peer=True`` a mapping peer id -> payload.
+            per_peer: whether ``payload`` is a per-peer mapping.
+
+        Returns:
+            Mapping peer id -> the payload received from it.
+        """
+        rnd = self.round(name)
+        others = self.others
+        if per_peer:
+            if not isinstance(payload, Mapping) or set(payload) != set(others):
+                raise ConfigError("per-peer payload must map every other party id")
+            sends = [rnd.send(p, payload[p]) for p in others]
+        else:
+            sends = [rnd.send(p, payload) for p in others]
+        results = await asyncio.gather(*sends, *(rnd.recv(p) for p in others))
+        return dict(zip(others, results[len(others) :]))
+
+    async def broadcast(self, name: str, payload: Payload, *, sender: int) -> Payload:
+        """``sender`` sends ``payload`` to everyone; every party returns it.
+
+        Note: plain broadcast is not consistency-checked; actively secure protocols check
+        that every receiver got the same value (e.g. by hashing in the MAC check).
+        """
+        rnd = self.round(name)
+        if self.party_id == sender:
+            await asyncio.gather(*(rnd.send(p, payload) for p in self.others))
+            return payload
+        return await rnd.recv(sender)
+
+    async def gather(self, name: str, payload: Payload, *, receiver: int) -> dict[int, Payload] | None:
+        """Everyone sends ``payload`` to ``receiver``, which returns all of them (by party id).
+
+        Returns:
+            At the receiver, mapping party id -> payload (its own included); elsewhere ``None``.
+        """
+        rnd = self.round(name)
+        if self.party_id != receiver:
+            await rnd.send(receiver, payload)
+            return None
+        got = await asyncio.gather(*(rnd.recv(p) for p in self.others))
+        out = dict(zip(self.others, got))
+        out[self.party_id] = payload
+        return dict(sorted(out.items()))
+
+
+Program = Callable[[Session, Any], Awaitable[Any]]
+"""An SPMD program: ``async def program(session, my_input) -> my_output``."""
