@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from mpc.contracts import Channel, ChannelStats
+from mpc.errors import (
+    ConfigError,
+    FrameTooLarge,
+    MacCheckFailure,
+    MPCError,
+    ProtocolViolation,
+    error_from_code,
+)
+from mpc.session import Session
+
+
+def test_error_codes_roundtrip_and_are_unique() -> None:
+    def walk(cls: type[MPCError]) -> list[type[MPCError]]:
+        return [cls] + [c for s in cls.__subclasses__() for c in walk(s)]
+
+    classes = walk(MPCError)
+    codes = [c.code for c in classes]
+    assert len(codes) == len(set(codes))
+    for cls in classes:
+        assert type(error_from_code(cls.code)) is cls
+    assert isinstance(error_from_code("no-such-code"), ProtocolViolation)
+    assert issubclass(MacCheckFailure, MPCError) and issubclass(FrameTooLarge, MPCError)
+
+
+class LoopbackChannel:
+    """A toy channel between n in-process parties, for testing Session tags only."""
+
+    def __init__(self, hub: dict[tuple[int, int, str], asyncio.Queue[Any]], pid: int, n: int) -> None:
+        self._hub, self._pid, self._n = hub, pid, n
+        self._stats = ChannelStats()
+
+    def _q(self, src: int, dst: int, tag: str) -> asyncio.Queue[Any]:
+        return self._hub.setdefault((src, dst, tag), asyncio.Queue())
+
+    party_id = property(lambda self: self._pid)
+    n_parties = property(lambda self: self._n)
+    parties = property(lambda self: tuple(f"p{i}" for i in range(self._n)))
+    session_id = property(lambda self: "s")
+    stats = property(lambda self: self._stats)
+
+    async def send(self, peer: int, tag: str, payload: Any) -> None:
+        self._stats.messages_sent += 1
+        self._q(self._pid, peer, tag).put_nowait(payload)
+
+    async def recv(self, peer: int, tag: str) -> Any:
+        return await asyncio.wait_for(self._q(peer, self._pid, tag).get(), 2)
+
+    async def close(self) -> None:
+        pass
+
+
+async def run_n(n: int, program: Any) -> list[Any]:
+    hub: dict[tuple[int, int, str], asyncio.Queue[Any]] = {}
+    sessions = [Session(LoopbackChannel(hub, i, n)) for i in range(n)]
+    assert all(isinstance(s.channel, Channel) for s in sessions)
+    return list(await asyncio.gather(*(program(s) for s in sessions)))
+
+
+async def test_tags_are_deterministic_and_nested() -> None:
+    async def prog(s: Session) -> list[str]:
+        a = s.round("open").tag
+        b = s.round("open").tag
+        c = s.child("mul").round("open").tag
+        d = s.child("mul").round("open").tag
+        return [a, b, c, d]
+
+    out = await run_n(3, prog)
+    assert out[0] == out[1] == out[2]
+    assert out[0] == ["/open#0", "/open#1", "/mul#0/open#0", "/mul#1/open#0"]
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+async def test_exchange_broadcast_gather(n: int) -> None:
+    async def prog(s: Session) -> tuple[Any, Any, Any]:
+        ex = await s.exchange("x", s.party_id * 10)
+        per = await s.exchange("y", {p: (s.party_id, p) for p in s.others}, per_peer=True)
+        bc = await s.broadcast("b", "hello" if s.party_id == 1 else None, sender=1)
+        ga = await s.gather("g", s.party_id, receiver=0)
+        return ex, per, (bc, ga)
+
+    out = await run_n(n, prog)
+    for pid, (ex, per, (bc, ga)) in enumerate(out):
+        assert ex == {p: p * 10 for p in range(n) if p != pid}
+        assert per == {p: (p, pid) for p in range(n) if p != pid}
+        assert bc == "hello"
+        assert ga == ({p: p for p in range(n)} if pid == 0 else None)
+
+
+async def test_bad_names_and_peers() -> None:
+    async def prog(s: Session) -> None:
+        with pytest.raises(ConfigError):
+            s.round("a/b")
+        with pytest.raises(ConfigError):
+            s.child("x#1")
+        with pytest.raises(ProtocolViolation):
+            await s.round("r").send(s.party_id, 1)
+        with pytest.raises(ConfigError):
+            await s.exchange("e", {0: 1}, per_peer=True)
+        with pytest.raises(ConfigError):
+            s.party_index("nobody")
+        assert s.party_index("p1") == 1
+
+    await run_n(3, prog)
+
+
+async def test_rounds_counted_once_per_round() -> None:
+    async def prog(s: Session) -> int:
+        await s.exchange("a", 1)
+        await s.exchange("b", 2)
+        return s.stats.rounds
+
+    assert await run_n(3, prog) == [2, 2, 2]
