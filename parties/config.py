@@ -1,0 +1,324 @@
+"""Node configuration and federation files (TOML), parsed and validated up front.
+
+A node directory made by ``mpc-party init`` holds::
+
+    node.toml        this file's NodeConfig (paths relative to the directory)
+    NAME.key         the party's private key (mode 0600)
+    NAME.crt         its self-signed certificate
+    federation.toml  every party's name, address, certificate and pinned fingerprint
+
+``node.toml``::
+
+    [node]
+    name = "hospital-a"
+    listen = "127.0.0.1:7001"      # host:port this node serves its peers on
+    key = "hospital-a.key"
+    certificate = "hospital-a.crt"
+    federation = "federation.toml"
+    state_dir = "state"            # control socket, results, logs
+    recv_timeout = 30.0            # seconds a peer may stay silent before PeerUnavailable
+    connect_timeout = 30.0
+
+    [policy]
+    allowed_jobs = ["secure-sum"]  # job kinds this node takes part in
+    allowed_peers = []             # federation members it computes with; empty = all of them
+
+    [datasets.visits]              # local data that jobs may read by name
+    path = "visits.csv"            # CSV with a header row, numeric columns
+
+``federation.toml``::
+
+    [[party]]
+    name = "hospital-a"
+    address = "127.0.0.1:7001"
+    fingerprint = "3f5a...e1"      # SHA-256 of the certificate (DER), hex
+    certificate = '''
+    -----BEGIN CERTIFICATE-----
+    ...
+    -----END CERTIFICATE-----
+    '''
+
+The certificate is public; operators exchange their ``[[party]]`` entries (``mpc-party
+fingerprint --toml``) and confirm each fingerprint out of band (phone, signed email) before adding
+it, as with SSH host keys. A certificate that does not hash to its pinned fingerprint is refused
+when the file is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from mpc.errors import ConfigError
+from transport.identity import Federation, PeerInfo
+
+__all__ = [
+    "DatasetConfig",
+    "NodeConfig",
+    "PolicyConfig",
+    "load_federation",
+    "dump_federation",
+    "party_entry",
+    "load_node_config",
+    "write_node_config",
+    "parse_address",
+]
+
+_NODE_KEYS = {
+    "name",
+    "listen",
+    "key",
+    "certificate",
+    "federation",
+    "state_dir",
+    "recv_timeout",
+    "connect_timeout",
+}
+_POLICY_KEYS = {"allowed_jobs", "allowed_peers"}
+_DATASET_KEYS = {"path"}
+KNOWN_JOB_KINDS = ("secure-sum",)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` for IPv6).
+
+    Raises:
+        ConfigError: if the text is not a valid address.
+    """
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9.\-]+):(\d{1,5})", text or "")
+    if not m:
+        raise ConfigError(f"invalid address {text!r}: expected HOST:PORT")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"invalid port in address {text!r}")
+    return host, port
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """What this node agrees to compute, and with whom.
+
+    Attributes:
+        allowed_jobs: job kinds the node takes part in.
+        allowed_peers: federation members it computes with (empty tuple = all members).
+    """
+
+    allowed_jobs: tuple[str, ...] = ("secure-sum",)
+    allowed_peers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A local dataset that jobs may read by name.
+
+    Attributes:
+        name: the dataset's name in job requests.
+        path: absolute path to a CSV file with a header row.
+    """
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A validated node configuration (all paths absolute)."""
+
+    name: str
+    host: str
+    port: int
+    key_path: Path
+    cert_path: Path
+    federation_path: Path
+    state_dir: Path
+    recv_timeout: float = 30.0
+    connect_timeout: float = 30.0
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    datasets: dict[str, DatasetConfig] = field(default_factory=dict)
+    config_path: Path | None = None
+
+    @property
+    def control_socket(self) -> Path:
+        """Path of the node's local control socket (never exposed to peers)."""
+        return self.state_dir / "control.sock"
+
+    @property
+    def results_dir(self) -> Path:
+        """Where job results released to this node are written."""
+        return self.state_dir / "results"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _check_keys(where: str, table: Any, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    missing = required - set(table)
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
+    return table
+
+
+def _str(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a non-empty string")
+    return value
+
+
+def _positive(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{where}: expected a positive number")
+    return float(value)
+
+
+def _str_list(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: expected a list of strings")
+    return tuple(value)
+
+
+def load_federation(path: str | Path) -> Federation:
+    """Load and validate a federation file.
+
+    Raises:
+        ConfigError: on any missing, unknown or invalid key, or duplicate names/fingerprints.
+    """
+    path = Path(path)
+    data = _read_toml(path)
+    _check_keys(str(path), data, {"party"}, {"party"})
+    entries = data["party"]
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: expected one or more [[party]] tables")
+    parties = []
+    for i, entry in enumerate(entries):
+        where = f"{path}: party #{i + 1}"
+        keys = {"name", "address", "fingerprint", "certificate"}
+        _check_keys(where, entry, keys, keys)
+        host, port = parse_address(_str(f"{where}.address", entry["address"]))
+        parties.append(
+            PeerInfo(
+                name=_str(f"{where}.name", entry["name"]),
+                host=host,
+                port=port,
+                fingerprint=_str(f"{where}.fingerprint", entry["fingerprint"]),
+                certificate=_str(f"{where}.certificate", entry["certificate"]).encode(),
+            )
+        )
+    return Federation(tuple(parties))
+
+
+def dump_federation(federation: Federation, path: str | Path) -> None:
+    """Write a federation file."""
+    Path(path).write_text(tomli_w.dumps({"party": [party_entry(p) for p in federation.parties]}, multiline_strings=True))
+
+
+def party_entry(peer: PeerInfo) -> dict[str, str]:
+    """The ``[[party]]`` table of one member (certificate as PEM text)."""
+    return {
+        "name": peer.name,
+        "address": _format_address(peer.host, peer.port),
+        "fingerprint": peer.fingerprint,
+        "certificate": ssl.DER_cert_to_PEM_cert(peer.certificate_der()),
+    }
+
+
+def _format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    """Load and validate ``node.toml``; relative paths are resolved against its directory.
+
+    Raises:
+        ConfigError: on any missing, unknown or invalid key.
+    """
+    path = Path(path).resolve()
+    base = path.parent
+    data = _read_toml(path)
+    _check_keys(str(path), data, {"node", "policy", "datasets"}, {"node"})
+    node = _check_keys(f"{path}: [node]", data["node"], _NODE_KEYS, {"name", "listen", "key", "certificate", "federation"})
+    host, port = parse_address(_str("[node].listen", node["listen"]))
+
+    policy_t = _check_keys(f"{path}: [policy]", data.get("policy", {}), _POLICY_KEYS, set())
+    allowed_jobs = _str_list("[policy].allowed_jobs", policy_t.get("allowed_jobs", list(KNOWN_JOB_KINDS)))
+    for kind in allowed_jobs:
+        if kind not in KNOWN_JOB_KINDS:
+            raise ConfigError(f"[policy].allowed_jobs: unknown job kind {kind!r}")
+    policy = PolicyConfig(
+        allowed_jobs=allowed_jobs,
+        allowed_peers=_str_list("[policy].allowed_peers", policy_t.get("allowed_peers", [])),
+    )
+
+    datasets: dict[str, DatasetConfig] = {}
+    ds_table = data.get("datasets", {})
+    if not isinstance(ds_table, dict):
+        raise ConfigError(f"{path}: [datasets] must be a table of tables")
+    for ds_name, ds in ds_table.items():
+        _check_keys(f"{path}: [datasets.{ds_name}]", ds, _DATASET_KEYS, {"path"})
+        datasets[ds_name] = DatasetConfig(ds_name, (base / _str(f"[datasets.{ds_name}].path", ds["path"])).resolve())
+
+    return NodeConfig(
+        name=_str("[node].name", node["name"]),
+        host=host,
+        port=port,
+        key_path=(base / _str("[node].key", node["key"])).resolve(),
+        cert_path=(base / _str("[node].certificate", node["certificate"])).resolve(),
+        federation_path=(base / _str("[node].federation", node["federation"])).resolve(),
+        state_dir=(base / str(node.get("state_dir", "state"))).resolve(),
+        recv_timeout=_positive("[node].recv_timeout", node.get("recv_timeout", 30.0)),
+        connect_timeout=_positive("[node].connect_timeout", node.get("connect_timeout", 30.0)),
+        policy=policy,
+        datasets=datasets,
+        config_path=path,
+    )
+
+
+def write_node_config(
+    directory: Path,
+    *,
+    name: str,
+    listen: str,
+    federation: str = "federation.toml",
+    recv_timeout: float = 30.0,
+    datasets: dict[str, str] | None = None,
+    key: str | None = None,
+    certificate: str | None = None,
+) -> Path:
+    """Write ``node.toml`` in ``directory`` (as ``mpc-party init`` does); returns its path."""
+    parse_address(listen)
+    doc: dict[str, Any] = {
+        "node": {
+            "name": name,
+            "listen": listen,
+            "key": key or f"{name}.key",
+            "certificate": certificate or f"{name}.crt",
+            "federation": federation,
+            "state_dir": "state",
+            "recv_timeout": recv_timeout,
+            "connect_timeout": 30.0,
+        },
+        "policy": {"allowed_jobs": list(KNOWN_JOB_KINDS), "allowed_peers": []},
+    }
+    if datasets:
+        doc["datasets"] = {k: {"path": v} for k, v in datasets.items()}
+    out = directory / "node.toml"
+    out.write_text(tomli_w.dumps(doc))
+    return out
