@@ -192,7 +192,9 @@ class Node:
             first = refusals[0]
             rec.error = f"{first.get('party')}: {first.get('rule')}: {first.get('message')}"
             log.warning("job %s refused: %s", spec.job_id, rec.error)
-            return {"ok": False, "error": "policy-refused", "job": rec.summary(), "refusals": refusals}
+            unreachable = [r for r in refusals if r.get("rule") == "unreachable"]
+            code = "peer-unavailable" if unreachable else "policy-refused"
+            return {"ok": False, "error": code, "rule": first.get("rule"), "job": rec.summary(), "refusals": refusals}
         for peer in peers:
             await self.mesh.router.send_control(peer, "start", {"job_id": spec.job_id, "hash": digest})
         await self._run(rec)

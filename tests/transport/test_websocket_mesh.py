@@ -1,0 +1,404 @@
+"""The websocket mesh over real TLS 1.3 on 127.0.0.1, every party in this one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+
+from mpc.errors import PeerUnavailable
+from mpc.prg import PRG
+from mpc.session import Session
+from transport.faults import Fault, FaultPlan
+from transport.framing import FrameLimits
+from transport.identity import Federation, Identity, PeerInfo, generate_identity
+from transport.link import Link
+from transport.tls import client_context
+from transport.websocket import MESH_PATH, PARTY_HEADER, WebsocketMesh
+
+NAMES = ("a", "b", "c")
+TIMEOUT = 3.0  # recv/connect timeout of the meshes; every test ends well within it when healthy
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture
+def seeds() -> dict[str, bytes]:
+    return {name: bytes([i + 1]) * 16 for i, name in enumerate(NAMES)}
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.fixture
+def identities(tmp_path: Path) -> dict[str, Identity]:
+    return {name: generate_identity(name, tmp_path / "keys") for name in NAMES}
+
+
+@pytest.fixture
+def federation(identities: dict[str, Identity]) -> Federation:
+    ports = _free_ports(len(NAMES))
+    return Federation(
+        tuple(
+            PeerInfo.from_certificate(name, "127.0.0.1", port, identities[name].cert_path)
+            for name, port in zip(NAMES, ports)
+        )
+    )
+
+
+MeshFactory = Callable[..., WebsocketMesh]
+
+
+@pytest.fixture
+async def make_mesh(identities: dict[str, Identity], federation: Federation) -> Any:
+    """Build meshes with test timeouts; every mesh made here is stopped at teardown."""
+    made: list[WebsocketMesh] = []
+
+    def factory(name: str, *, federation_: Federation | None = None, **kwargs: Any) -> WebsocketMesh:
+        options: dict[str, Any] = {
+            "recv_timeout": TIMEOUT,
+            "connect_timeout": TIMEOUT,
+            "ping_interval": 1.0,
+            "backoff_initial": 0.02,
+            "backoff_max": 0.2,
+            "logger": logging.getLogger(f"test.mesh.{name}"),
+        }
+        options.update(kwargs)
+        mesh = WebsocketMesh(identities[name], federation_ or federation, **options)
+        made.append(mesh)
+        return mesh
+
+    yield factory
+    for mesh in made:
+        await mesh.stop()
+
+
+async def _connected(meshes: list[WebsocketMesh], timeout: float = TIMEOUT) -> None:
+    """Wait until every pair among ``meshes`` is connected."""
+    names = {m.local_name for m in meshes}
+
+    def ready() -> bool:
+        return all(
+            m.stats()["peers"][other]["state"] == "connected"
+            for m in meshes
+            for other in names - {m.local_name}
+        )
+
+    async with asyncio.timeout(timeout):
+        while not ready():
+            await asyncio.sleep(0.01)
+
+
+async def _run(
+    meshes: Mapping[str, WebsocketMesh],
+    program: Callable[[Session, Any], Awaitable[Any]],
+    inputs: Mapping[str, Any],
+    seeds: Mapping[str, bytes],
+    session_id: str,
+) -> dict[str, Any]:
+    """Run an SPMD program on the parties named in ``inputs`` (their order is the id order)."""
+    parties = list(inputs)
+    channels = [meshes[name].channel(session_id, parties) for name in parties]
+    sessions = [Session(ch, prg=PRG(seeds[name])) for name, ch in zip(parties, channels)]
+    try:
+        async with asyncio.timeout(2 * TIMEOUT):
+            outputs = await asyncio.gather(*(program(s, inputs[n]) for n, s in zip(parties, sessions)))
+    finally:
+        for ch in channels:
+            await ch.close()
+    return dict(zip(parties, outputs))
+
+
+async def _exchange(session: Session, array: np.ndarray) -> dict[int, np.ndarray]:
+    return await session.exchange("x", array)
+
+
+def _check_all_to_all(inputs: Mapping[str, np.ndarray], outputs: Mapping[str, dict[int, Any]]) -> None:
+    parties = list(inputs)
+    for me, got in outputs.items():
+        assert sorted(got) == [i for i, name in enumerate(parties) if name != me]
+        for pid, array in got.items():
+            sent = inputs[parties[pid]]
+            assert array.dtype == sent.dtype and array.shape == sent.shape
+            np.testing.assert_array_equal(array, sent)
+
+
+# -- the happy path ------------------------------------------------------------------------------
+
+
+async def test_all_to_all_exchange_and_a_20_mb_array(
+    make_mesh: MeshFactory, rng: np.random.Generator, seeds: dict[str, bytes]
+) -> None:
+    meshes = {name: make_mesh(name) for name in NAMES}
+    for mesh in meshes.values():
+        await mesh.start()
+    await _connected(list(meshes.values()))
+
+    inputs = {
+        "a": rng.integers(0, 2**63, size=(17, 5), dtype=np.uint64),
+        "b": rng.standard_normal(1000),
+        "c": rng.integers(-(2**31), 2**31, size=(3, 4, 5), dtype=np.int64),
+    }
+    _check_all_to_all(inputs, await _run(meshes, _exchange, inputs, seeds, "small"))
+
+    big = rng.integers(0, 2**64, size=20 * 2**20 // 8, dtype=np.uint64, endpoint=False)  # 20 MiB
+
+    async def broadcast(session: Session, value: np.ndarray | None) -> np.ndarray:
+        return await session.broadcast("big", value, sender=0)
+
+    got = await _run(meshes, broadcast, {"a": big, "b": None, "c": None}, seeds, "big")
+    for name in ("b", "c"):
+        np.testing.assert_array_equal(got[name], big)
+
+    # per-peer payloads in a session among two of the three parties
+    async def per_peer(session: Session, _: None) -> dict[int, Any]:
+        other = session.others[0]
+        mine = np.arange(5, dtype=np.int64) + 10 * session.party_id
+        return await session.exchange("pp", {other: mine}, per_peer=True)
+
+    two = await _run(meshes, per_peer, {"c": None, "a": None}, seeds, "pair")
+    np.testing.assert_array_equal(two["c"][1], np.arange(5) + 10)
+    np.testing.assert_array_equal(two["a"][0], np.arange(5))
+
+    stats = meshes["a"].stats()
+    assert stats["peers"]["b"]["connects"] == 1 and stats["peers"]["b"]["role"] == "dialler"
+    assert stats["peers"]["b"]["bytes_sent"] > big.nbytes
+    assert meshes["c"].stats()["peers"]["a"]["role"] == "acceptor"
+    assert stats["refused_connections"] == 0 and stats["frame_errors"] == 0
+
+    for mesh in meshes.values():
+        await mesh.stop()
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert leftover == []
+
+
+# -- authentication -----------------------------------------------------------------------------
+
+
+async def test_impostors_are_refused_before_any_message(
+    make_mesh: MeshFactory,
+    identities: dict[str, Identity],
+    federation: Federation,
+    tmp_path: Path,
+    rng: np.random.Generator,
+    seeds: dict[str, bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="test.mesh")
+    c = make_mesh("c")
+    await c.start()
+    uri = f"wss://127.0.0.1:{federation.by_name('c').port}{MESH_PATH}"
+
+    # 1. a key and certificate nobody pinned, under a member's name: TLS itself fails.
+    intruder = generate_identity("a", tmp_path / "intruder")
+    rogue = Federation(
+        (PeerInfo.from_certificate("a", "127.0.0.1", 1, intruder.cert_path), federation.by_name("c"))
+    )
+    with pytest.raises((OSError, InvalidHandshake)):
+        await connect(
+            uri,
+            ssl=client_context(intruder, rogue),
+            proxy=None,
+            open_timeout=TIMEOUT,
+            additional_headers={PARTY_HEADER: "a"},
+        )
+
+    # 2. member b's genuine certificate, claiming to be a: refused at the upgrade (HTTP 403).
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(
+            uri,
+            ssl=client_context(identities["b"], federation),
+            proxy=None,
+            open_timeout=TIMEOUT,
+            additional_headers={PARTY_HEADER: "a"},
+        )
+    assert refused.value.response.status_code == 403
+
+    # 3. a dials "b" at an address where c answers: a's pin check refuses c before any request.
+    misrouted = Federation(
+        tuple(
+            PeerInfo(p.name, p.host, federation.by_name("c").port, p.fingerprint, p.certificate)
+            if p.name == "b"
+            else p
+            for p in federation
+        )
+    )
+    a_lost = make_mesh("a", federation_=misrouted)
+    await a_lost.start()
+    async with asyncio.timeout(TIMEOUT):
+        while a_lost.stats()["peers"]["b"]["refusals"] == 0:
+            await asyncio.sleep(0.01)
+    await a_lost.stop()
+
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("test.mesh")]
+    assert any("refused an incoming connection: TLS handshake failed" in m for m in messages)
+    assert any("claims to be 'a' but presents the certificate of 'b'" in m for m in messages)
+    assert any("refused b: peer claims to be 'b' but presents the certificate of 'c'" in m for m in messages)
+    c_stats = c.stats()
+    assert c_stats["refused_connections"] >= 2
+    assert c_stats["frames_received"] == 0 and c_stats["router"]["dropped"] == {}
+
+    # the genuine parties still work
+    a, b = make_mesh("a"), make_mesh("b")
+    await a.start()
+    await b.start()
+    meshes = {"a": a, "b": b, "c": c}
+    await _connected(list(meshes.values()))
+    inputs = {name: rng.integers(0, 1000, size=7, dtype=np.int64) for name in NAMES}
+    _check_all_to_all(inputs, await _run(meshes, _exchange, inputs, seeds, "after-impostors"))
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+async def test_connection_killed_mid_stream_completes_exactly(
+    make_mesh: MeshFactory, rng: np.random.Generator, seeds: dict[str, bytes]
+) -> None:
+    limits = FrameLimits(max_frame_bytes=64 * 1024)
+    # a dials b and c; c accepts both. Kill a->b (dialler side) and c->a (acceptor side) while
+    # multi-frame messages are in flight.
+    meshes = {
+        "a": make_mesh("a", limits=limits, faults=FaultPlan([Fault("disconnect", src="a", dst="b", after=4)])),
+        "b": make_mesh("b", limits=limits),
+        "c": make_mesh("c", limits=limits, faults=FaultPlan([Fault("disconnect", src="c", dst="a", after=6)])),
+    }
+    for mesh in meshes.values():
+        await mesh.start()
+    await _connected(list(meshes.values()))
+    inputs = {name: rng.integers(0, 2**64, size=3 * 2**17, dtype=np.uint64, endpoint=False) for name in NAMES}
+
+    async def twice(session: Session, array: np.ndarray) -> list[dict[int, np.ndarray]]:
+        return [await session.exchange("x", array), await session.exchange("y", array[::-1].copy())]
+
+    outputs = await _run(meshes, twice, inputs, seeds, "killed")
+    _check_all_to_all(inputs, {n: o[0] for n, o in outputs.items()})
+    _check_all_to_all({n: x[::-1] for n, x in inputs.items()}, {n: o[1] for n, o in outputs.items()})
+    assert meshes["a"].stats()["faults"] == {"disconnect": 1}
+    assert meshes["c"].stats()["faults"] == {"disconnect": 1}
+    assert meshes["a"].stats()["peers"]["b"]["reconnects"] >= 1
+    assert meshes["a"].stats()["peers"]["c"]["reconnects"] >= 1
+    for mesh in meshes.values():
+        assert mesh.stats()["router"]["dropped"] == {}
+
+
+async def test_silent_peer_raises_then_reconnects_when_it_comes_back(
+    make_mesh: MeshFactory, rng: np.random.Generator, seeds: dict[str, bytes]
+) -> None:
+    timeout = 1.0
+    meshes = {name: make_mesh(name, recv_timeout=timeout, connect_timeout=timeout) for name in NAMES}
+    await meshes["a"].start()
+    await meshes["b"].start()  # c never starts (yet)
+    await _connected([meshes["a"], meshes["b"]])
+    channel = meshes["a"].channel("silent", list(NAMES))
+    async with asyncio.timeout(timeout + 1.0):  # the receive must fail within its timeout
+        with pytest.raises(PeerUnavailable) as err:
+            await channel.recv(2, "never")
+    assert err.value.peer == "c"
+    await channel.close()
+    assert meshes["a"].stats()["peers"]["c"]["state"] == "unavailable"
+
+    # c comes up: a and b, still dialling in the background, connect and jobs run again
+    await meshes["c"].start()
+    await _connected(list(meshes.values()))
+    assert meshes["a"].stats()["peers"]["c"]["state"] == "connected"
+    inputs = {name: rng.integers(0, 100, size=3, dtype=np.int64) for name in NAMES}
+    _check_all_to_all(inputs, await _run(meshes, _exchange, inputs, seeds, "back"))
+
+    # b stops: a's receives from it fail once the peer is unreachable for connect_timeout
+    await meshes["b"].stop()
+    channel = meshes["a"].channel("stopped", list(NAMES))
+    async with asyncio.timeout(timeout + 1.0):
+        with pytest.raises(PeerUnavailable):
+            await channel.recv(1, "never")
+    await channel.close()
+
+    # b restarts with fresh state: a and c notice, start their links to b over, and work with it
+    meshes["b"] = make_mesh("b", recv_timeout=timeout, connect_timeout=timeout)
+    await meshes["b"].start()
+    await _connected(list(meshes.values()))
+    inputs = {name: rng.integers(0, 100, size=4, dtype=np.int64) for name in NAMES}
+    _check_all_to_all(inputs, await _run(meshes, _exchange, inputs, seeds, "restarted"))
+
+
+async def test_garbage_from_an_authenticated_peer_is_dropped(
+    make_mesh: MeshFactory,
+    identities: dict[str, Identity],
+    federation: Federation,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="test.mesh")
+    c = make_mesh("c")
+    await c.start()
+    channel = c.channel("raw", ["a", "c"])
+    # Play party a by hand: its genuine identity, its own Link, raw websocket frames.
+    link = Link("a", "c")
+    uri = f"wss://127.0.0.1:{federation.by_name('c').port}{MESH_PATH}"
+    async with connect(
+        uri,
+        ssl=client_context(identities["a"], federation),
+        proxy=None,
+        compression=None,
+        open_timeout=TIMEOUT,
+        additional_headers={PARTY_HEADER: "a"},
+    ) as ws:
+        await ws.send(link.hello())
+        link.receive_hello(await ws.recv())
+        await ws.send(b"\xc1\x00 this is not msgpack")
+        await ws.send("a text frame")
+        link.send("raw", "t#0", np.arange(6, dtype=np.int32).reshape(2, 3))
+        for frame in link.data_to_send():
+            await ws.send(frame)
+        async with asyncio.timeout(TIMEOUT):
+            got = await channel.recv(0, "t#0")
+    np.testing.assert_array_equal(got, np.arange(6, dtype=np.int32).reshape(2, 3))
+    stats = c.stats()["peers"]["a"]
+    assert stats["frames_dropped"] == 2 and stats["messages_dropped"] == 0
+    messages = [r.getMessage() for r in caplog.records if r.name == "test.mesh.c"]
+    assert any("dropped a bad frame from a" in m for m in messages)
+    assert any("dropped a text frame from a" in m for m in messages)
+    await channel.close()
+
+
+async def test_sends_wait_for_acknowledgements_beyond_the_window(
+    make_mesh: MeshFactory, rng: np.random.Generator, seeds: dict[str, bytes]
+) -> None:
+    window = 100_000
+    a = make_mesh("a", max_unacked_bytes=window)
+    b = make_mesh("b")
+    await a.start()
+    await b.start()
+    arrays = [rng.integers(0, 2**32, size=8192, dtype=np.uint64) for _ in range(20)]  # 64 KiB each
+    sender = a.channel("window", ["a", "b"])
+    receiver = b.channel("window", ["a", "b"])
+    peaks = []
+    async with asyncio.timeout(2 * TIMEOUT):
+        for i, array in enumerate(arrays):
+            await sender.send(1, f"m#{i}", array)
+            peaks.append(a.stats()["peers"]["b"]["unacked_bytes"])
+        received = [await receiver.recv(0, f"m#{i}") for i in range(len(arrays))]
+    for got, sent in zip(received, arrays):
+        np.testing.assert_array_equal(got, sent)
+    message_bytes = sender.stats.bytes_sent // len(arrays)
+    assert max(peaks) < window + message_bytes  # a send waits while the window is full
+    await sender.close()
+    await receiver.close()

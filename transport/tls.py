@@ -1,0 +1,159 @@
+"""TLS 1.3 contexts with mutual authentication pinned to the federation's certificates.
+
+Both sides present their own certificate and require the peer's. The trust store holds exactly
+the federation members' (self-signed) certificates, so the TLS handshake already fails for a
+certificate that no member owns. Host names are not checked: identity is established by pinning,
+after the handshake, with :func:`verify_peer`, which requires the peer's certificate to be the one
+pinned for the party it claims to be (client side: the party it dialled; server side: the party
+named in the request and, again, in the link hello).
+
+Threat model: an active network attacker, and federation members who try to impersonate each
+other. Both are stopped by the pin check; a compromised member key is out of scope (whoever holds
+it is that member). Failures raise :class:`~mpc.errors.HandshakeFailed` whose message is for the
+local log only.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Callable
+
+from mpc.errors import ConfigError, HandshakeFailed
+from transport.identity import Federation, Identity, PeerInfo, certificate_fingerprint
+
+__all__ = ["server_context", "client_context", "peer_certificate", "verify_peer", "authenticate_peer"]
+
+
+def _trust_store(federation: Federation) -> str:
+    pems = []
+    for member in federation:
+        der = member.certificate_der()  # raises ConfigError if missing
+        pems.append(ssl.DER_cert_to_PEM_cert(der))
+    return "".join(pems)
+
+
+def _context(purpose: int, identity: Identity, federation: Federation) -> ssl.SSLContext:
+    own = federation.by_name(identity.name)
+    identity.load()
+    if identity.fingerprint != own.fingerprint:
+        raise ConfigError(
+            f"certificate {identity.cert_path} does not match the fingerprint pinned for "
+            f"{identity.name!r} in the federation"
+        )
+    ctx = ssl.SSLContext(purpose)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False  # identity is by fingerprint pinning, see verify_peer
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.options |= ssl.OP_NO_TICKET  # no session resumption: every connection authenticates fully
+    try:
+        ctx.load_cert_chain(str(identity.cert_path), str(identity.key_path))
+        ctx.load_verify_locations(cadata=_trust_store(federation))
+    except ssl.SSLError as exc:
+        raise ConfigError(f"cannot set up TLS for {identity.name!r}: {exc.reason}") from None
+    return ctx
+
+
+def server_context(
+    identity: Identity,
+    federation: Federation,
+    *,
+    on_handshake_error: Callable[[ssl.SSLError], None] | None = None,
+) -> ssl.SSLContext:
+    """Context for accepting connections: TLS 1.3 only, client certificate required.
+
+    Args:
+        identity: this party's key and certificate.
+        federation: the pinned members (their certificates form the trust store).
+        on_handshake_error: called with the error of every failed TLS handshake (for instance
+            a client certificate that no member owns), which asyncio would otherwise report only
+            in debug mode. It must not raise.
+
+    Raises:
+        ConfigError: the identity's files are invalid, its certificate is not the one pinned for
+            it, or a member's certificate is missing from the federation.
+    """
+    ctx = _context(ssl.PROTOCOL_TLS_SERVER, identity, federation)
+    if on_handshake_error is not None:
+        ctx.sslobject_class = _reporting_sslobject(on_handshake_error)
+    return ctx
+
+
+def _reporting_sslobject(report: Callable[[ssl.SSLError], None]) -> type[ssl.SSLObject]:
+    """An :class:`ssl.SSLObject` subclass whose failed handshakes are passed to ``report``."""
+
+    class _ReportingSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except ssl.SSLError as exc:
+                report(exc)
+                raise
+
+    return _ReportingSSLObject
+
+
+def client_context(identity: Identity, federation: Federation) -> ssl.SSLContext:
+    """Context for dialling peers: TLS 1.3 only, server certificate required, no host name check.
+
+    Raises:
+        ConfigError: as for :func:`server_context`.
+    """
+    return _context(ssl.PROTOCOL_TLS_CLIENT, identity, federation)
+
+
+def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> bytes:
+    """The DER certificate the peer presented in a completed handshake.
+
+    Raises:
+        HandshakeFailed: there is no TLS session or the peer sent no certificate.
+    """
+    if ssl_object is None:
+        raise HandshakeFailed("connection is not TLS")
+    if ssl_object.version() != "TLSv1.3":
+        raise HandshakeFailed(f"negotiated {ssl_object.version()}, not TLSv1.3")
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        raise HandshakeFailed("peer presented no certificate")
+    return der
+
+
+def authenticate_peer(ssl_object: ssl.SSLObject | ssl.SSLSocket | None, federation: Federation) -> PeerInfo:
+    """The federation member whose pinned certificate the peer presented.
+
+    Raises:
+        HandshakeFailed: no certificate, or one that no member's pin matches.
+    """
+    fp = certificate_fingerprint(peer_certificate(ssl_object))
+    try:
+        return federation.by_fingerprint(fp)
+    except ConfigError:
+        raise HandshakeFailed(f"certificate {fp[:16]}... is not a federation member's") from None
+
+
+def verify_peer(
+    ssl_object: ssl.SSLObject | ssl.SSLSocket | None, federation: Federation, claimed: str
+) -> PeerInfo:
+    """Check that the peer's certificate is the one pinned for ``claimed``.
+
+    Args:
+        ssl_object: the connection's TLS object after the handshake.
+        federation: the pinned members.
+        claimed: the party the peer must be (the one dialled, or the one it names).
+
+    Returns:
+        The member entry of ``claimed``.
+
+    Raises:
+        HandshakeFailed: ``claimed`` is not a member, the certificate is not a member's, or it is
+            another member's than ``claimed``.
+    """
+    if claimed not in federation:
+        raise HandshakeFailed(f"peer claims to be {claimed!r}, which is not a federation member")
+    owner = authenticate_peer(ssl_object, federation)
+    if owner.name != claimed:
+        raise HandshakeFailed(f"peer claims to be {claimed!r} but presents the certificate of {owner.name!r}")
+    return owner
+

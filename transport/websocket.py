@@ -1,0 +1,728 @@
+"""The federation mesh over mutually authenticated TLS 1.3 websockets.
+
+One :class:`WebsocketMesh` per node. It serves on the node's own address and keeps exactly one
+websocket to every other member: the party whose name sorts lower (Python string order) dials,
+the higher one accepts. Each connection carries one :class:`~transport.link.Link`, which lives as
+long as the mesh and survives reconnects: on every new connection both sides first exchange link
+hellos, then a writer task drains :meth:`Link.data_to_send` into the websocket and a reader loop
+feeds received frames to :meth:`Link.receive_frame` and delivered messages to the
+:class:`~transport.router.Router`. A dropped connection is re-dialled (by the dialling side); the
+hello tells each Link where the peer resumes, so unacknowledged messages are resent and
+de-duplicated and a job goes on with nothing lost or repeated.
+
+Authentication, before any application frame:
+
+1. TLS 1.3 with certificates on both sides; the trust store holds only the federation's pinned
+   certificates (:mod:`transport.tls`).
+2. The dialler checks that the server's certificate is the one pinned for the party it dialled,
+   before it sends its HTTP upgrade request.
+3. The acceptor reads the party the dialler claims to be from the ``MPC-Party`` request header
+   and refuses the upgrade (HTTP 403, reason logged locally only) unless the client certificate
+   is the one pinned for that party and that party is one that dials this node.
+4. The link hellos name both parties; the Link refuses a hello that names others.
+
+Threat model: the network is hostile (eavesdropping, injection, impersonation, dropped
+connections); federation members are authenticated but may send malformed frames, which are
+logged and dropped without harming other peers or sessions. Liveness: a peer that cannot be
+reached for ``connect_timeout`` seconds, at start or after a drop, is declared unavailable:
+waiting and later receives from it raise :class:`~mpc.errors.PeerUnavailable` (and sends to it
+too) until it is reachable again, while dialling goes on in the background with capped
+exponential backoff. Keepalive pings detect dead connections that TCP does not report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from mpc.contracts import Channel, Payload
+from mpc.errors import (
+    ConfigError,
+    HandshakeFailed,
+    MPCError,
+    PeerUnavailable,
+    ProtocolViolation,
+    TransportError,
+)
+from transport.faults import Disconnect, FaultInjector, FaultPlan, Sleep, Write
+from transport.framing import FrameLimits
+from transport.identity import Federation, Identity, PeerInfo
+from transport.link import Link
+from transport.router import Router
+from transport.tls import client_context, server_context, verify_peer
+
+__all__ = ["WebsocketMesh", "PARTY_HEADER", "MESH_PATH"]
+
+PARTY_HEADER = "MPC-Party"
+"""Request header in which the dialling party names itself."""
+
+MESH_PATH = "/mpc/v1"
+"""Request path of the mesh's websocket endpoint."""
+
+_FRAME_SLACK = 64 * 1024
+"""Headroom of the websocket message size limit above ``limits.max_frame_bytes``."""
+
+_POLICY_VIOLATION = 1008
+_GOING_AWAY = 1001
+
+
+@dataclass
+class _Peer:
+    """Mutable connection state of one peer (owned by the mesh's event loop)."""
+
+    info: PeerInfo
+    link: Link
+    dials: bool
+    state: str = "down"  # down | connecting | connected
+    ws: ClientConnection | ServerConnection | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    unavailable: PeerUnavailable | None = None
+    fail_handle: asyncio.TimerHandle | None = None
+    down_since: float = field(default_factory=time.monotonic)
+    connects: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    frames_sent: int = 0
+    frames_received: int = 0
+    frames_dropped: int = 0
+    messages_dropped: int = 0
+    refusals: int = 0
+    last_error: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+class _PinnedClientConnection(ClientConnection):
+    """A client connection that checks the server's certificate pin before its HTTP request."""
+
+    pin: tuple[Federation, str]
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        federation, expected = self.pin
+        verify_peer(self.transport.get_extra_info("ssl_object"), federation, expected)
+        await super().handshake(*args, **kwargs)
+
+
+class WebsocketMesh:
+    """This node's authenticated connections to every other federation member.
+
+    Implements :class:`mpc.contracts.Mesh`. Use as ``async with WebsocketMesh(...) as mesh:``
+    or call :meth:`start` and :meth:`stop`.
+
+    Args:
+        identity: this party's name, key and certificate.
+        federation: the pinned members, this party included; every member must carry its
+            certificate (it goes into the TLS trust store).
+        recv_timeout: seconds a receive waits before raising ``PeerUnavailable``.
+        connect_timeout: seconds a peer may stay unreachable (at start or after a drop) before
+            receives from it and sends to it raise ``PeerUnavailable``; dialling goes on.
+        ping_interval: seconds between keepalive pings; a pong missing for ``ping_timeout``
+            (default: ``ping_interval``) drops the connection (and it is re-dialled).
+        ping_timeout: see ``ping_interval``.
+        faults: fault rules applied to outgoing frames (tests only).
+        limits: frame and message size limits of the links.
+        logger: where connection events go; ``logging.getLogger("transport.websocket")`` if
+            omitted.
+        listen: ``(host, port)`` to bind to instead of this party's federation address.
+        backoff_initial: first delay between dial attempts, in seconds (doubled up to
+            ``backoff_max`` after every failure, with jitter).
+        backoff_max: cap of the delay between dial attempts.
+        max_unacked_bytes: a send waits while this many bytes to a peer are unacknowledged.
+        max_buffered_bytes: per-session bound on received, not yet consumed bytes.
+
+    Raises:
+        ConfigError: invalid parameters, identity files or federation (see
+            :func:`transport.tls.server_context`).
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        federation: Federation,
+        *,
+        recv_timeout: float = 30.0,
+        connect_timeout: float = 30.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = None,
+        faults: FaultPlan | None = None,
+        limits: FrameLimits | None = None,
+        logger: logging.Logger | None = None,
+        listen: tuple[str, int] | None = None,
+        backoff_initial: float = 0.05,
+        backoff_max: float = 5.0,
+        max_unacked_bytes: int = 64 << 20,
+        max_buffered_bytes: int = 1 << 31,
+    ) -> None:
+        for label, value in (
+            ("recv_timeout", recv_timeout),
+            ("connect_timeout", connect_timeout),
+            ("backoff_initial", backoff_initial),
+            ("backoff_max", backoff_max),
+        ):
+            if not value > 0:
+                raise ConfigError(f"{label} must be positive, got {value!r}")
+        if ping_interval is not None and not ping_interval > 0:
+            raise ConfigError("ping_interval must be positive or None")
+        if max_unacked_bytes < 1:
+            raise ConfigError("max_unacked_bytes must be positive")
+        self._identity = identity
+        self._federation = federation
+        self._local = federation.by_name(identity.name)
+        self._limits = limits if limits is not None else FrameLimits()
+        self._log = logger if logger is not None else logging.getLogger("transport.websocket")
+        self._server_ctx: ssl.SSLContext = server_context(
+            identity, federation, on_handshake_error=self._on_tls_failure
+        )
+        self._client_ctx: ssl.SSLContext = client_context(identity, federation)
+        self._recv_timeout = float(recv_timeout)
+        self._connect_timeout = float(connect_timeout)
+        self._open_timeout = min(self._connect_timeout, 10.0)
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout if ping_timeout is not None else ping_interval
+        self._listen = listen if listen is not None else (self._local.host, self._local.port)
+        self._backoff_initial = float(backoff_initial)
+        self._backoff_max = float(max(backoff_max, backoff_initial))
+        self._max_unacked = int(max_unacked_bytes)
+        self._max_size = self._limits.max_frame_bytes + _FRAME_SLACK
+        self._faults: FaultInjector | None = faults.injector() if faults is not None else None
+        self._peers: dict[str, _Peer] = {
+            p.name: _Peer(p, Link(self.local_name, p.name, self._limits), dials=self.local_name < p.name)
+            for p in federation.others(self.local_name)
+        }
+        self.router = Router(
+            self.local_name,
+            self._send,
+            recv_timeout=self._recv_timeout,
+            max_buffered_bytes=max_buffered_bytes,
+        )
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._closing = False
+        self._refused = 0
+
+    # -- the Mesh contract ----------------------------------------------------------------
+
+    @property
+    def local_name(self) -> str:
+        """This party's name in the federation."""
+        return self._local.name
+
+    @property
+    def federation(self) -> Federation:
+        """The pinned members."""
+        return self._federation
+
+    def channel(self, session_id: str, parties: Sequence[str], *, timeout: float | None = None) -> Channel:
+        """Open the channel of session ``session_id`` among ``parties`` (names, ours included).
+
+        Args:
+            session_id: unique id of the session (job).
+            parties: the session's party names in party-id order.
+            timeout: receive timeout of this channel; the mesh's ``recv_timeout`` if omitted.
+
+        Raises:
+            ConfigError: a party is not a federation member, or the router refuses the session.
+        """
+        names = tuple(parties)
+        for name in names:
+            if name not in self._federation:
+                raise ConfigError(f"party {name!r} is not a member of the federation")
+        return self.router.open_channel(session_id, names, timeout=timeout)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve on this party's address and start dialling the peers that sort higher.
+
+        Raises:
+            TransportError: the mesh was already started, or the address cannot be bound.
+        """
+        if self._started:
+            raise TransportError("mesh already started")
+        self._started = True
+        host, port = self._listen
+        try:
+            self._server = await serve(
+                self._handle,
+                host,
+                port,
+                ssl=self._server_ctx,
+                compression=None,
+                process_request=self._process_request,
+                server_header=None,
+                open_timeout=self._open_timeout,
+                ping_interval=self._ping_interval,
+                ping_timeout=self._ping_timeout,
+                close_timeout=2.0,
+                max_size=self._max_size,
+                write_limit=self._limits.max_frame_bytes,
+                logger=self._log.getChild("server"),
+            )
+        except OSError as exc:
+            raise TransportError(f"{self.local_name}: cannot listen on {host}:{port}: {exc.strerror}") from None
+        self._log.info("%s: listening on %s:%d", self.local_name, host, port)
+        loop = asyncio.get_running_loop()
+        for p in self._peers.values():
+            p.down_since = time.monotonic()
+            p.fail_handle = loop.call_later(self._connect_timeout, self._declare_unavailable, p)
+            if p.dials:
+                self._spawn(self._dial_loop(p), f"dial:{self.local_name}->{p.name}")
+
+    async def stop(self) -> None:
+        """Close every connection and the server cleanly; no task is left running.
+
+        Waiting receives raise ``PeerUnavailable``; the mesh cannot be restarted.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        for p in self._peers.values():
+            if p.fail_handle is not None:
+                p.fail_handle.cancel()
+                p.fail_handle = None
+            p.progress.set()
+        closing = [p.ws.close(_GOING_AWAY, "node stopping") for p in self._peers.values() if p.ws is not None]
+        await asyncio.gather(*closing, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self.router.close(PeerUnavailable(f"{self.local_name}: mesh stopped"))
+        await self.router.wait_closed()
+        self._log.info("%s: mesh stopped", self.local_name)
+
+    async def __aenter__(self) -> WebsocketMesh:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The ``(host, port)`` the server is bound to (the real port if 0 was asked)."""
+        if self._server is not None:
+            for sock in self._server.sockets:
+                name = sock.getsockname()
+                return (str(name[0]), int(name[1]))
+        return self._listen
+
+    def stats(self) -> dict[str, Any]:
+        """Per-peer connection state, reconnect counts and traffic, and the router's counters.
+
+        Bytes and frames count link frames (websocket message payloads), without websocket and
+        TLS overhead; ``frame_errors`` are frames dropped as malformed, ``delivery_errors``
+        messages the router refused.
+        """
+        now = time.monotonic()
+        peers = {}
+        for p in self._peers.values():
+            peers[p.name] = {
+                "state": "unavailable" if p.unavailable is not None and p.state != "connected" else p.state,
+                "role": "dialler" if p.dials else "acceptor",
+                "connects": p.connects,
+                "reconnects": max(p.connects - 1, 0),
+                "down_seconds": 0.0 if p.state == "connected" else round(now - p.down_since, 3),
+                "bytes_sent": p.bytes_sent,
+                "bytes_received": p.bytes_received,
+                "frames_sent": p.frames_sent,
+                "frames_received": p.frames_received,
+                "frames_dropped": p.frames_dropped,
+                "messages_dropped": p.messages_dropped,
+                "refusals": p.refusals,
+                "unacked_bytes": p.link.unacked_bytes,
+                "last_error": p.last_error,
+            }
+        totals = {
+            key: sum(int(peer[key]) for peer in peers.values())
+            for key in ("bytes_sent", "bytes_received", "frames_sent", "frames_received", "reconnects")
+        }
+        return {
+            "local": self.local_name,
+            **totals,
+            "frame_errors": sum(p.frames_dropped for p in self._peers.values()),
+            "delivery_errors": sum(p.messages_dropped for p in self._peers.values()),
+            "listening": list(self.address),
+            "refused_connections": self._refused,
+            "peers": peers,
+            "router": self.router.stats(),
+            "faults": self._faults.fired() if self._faults is not None else {},
+        }
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def _send(self, peer: str, session_id: str, tag: str, payload: Payload) -> int:
+        """The router's send function: queue on the peer's link, waiting for window."""
+        p = self._peers.get(peer)
+        if p is None:
+            raise ProtocolViolation(f"{peer!r} is not a peer of {self.local_name}")
+        if self._closing:
+            raise TransportError(f"{self.local_name}: mesh stopped")
+        while p.link.unacked_bytes >= self._max_unacked:
+            # Backpressure: wait for the peer to acknowledge (any received frame may carry the
+            # ack); a peer that stays silent that long, or is declared unavailable, fails the send.
+            self._check_reachable(p)
+            p.progress.clear()
+            try:
+                await asyncio.wait_for(p.progress.wait(), self._recv_timeout)
+            except TimeoutError:
+                raise PeerUnavailable(
+                    f"{peer} acknowledged nothing for {self._recv_timeout:g} s "
+                    f"({p.link.unacked_bytes} bytes unacknowledged)",
+                    peer=peer,
+                ) from None
+        self._check_reachable(p)
+        nbytes = p.link.send(session_id, tag, payload)
+        p.wake.set()
+        return nbytes
+
+    def _check_reachable(self, p: _Peer) -> None:
+        if self._closing:
+            raise TransportError(f"{self.local_name}: mesh stopped")
+        if p.unavailable is not None:
+            raise PeerUnavailable(str(p.unavailable), peer=p.name)
+
+    # -- dialling -----------------------------------------------------------------------------
+
+    async def _dial_loop(self, p: _Peer) -> None:
+        """Keep one connection to ``p`` (which we dial), re-dialling with capped backoff."""
+        delay = self._backoff_initial
+        host = f"[{p.info.host}]" if ":" in p.info.host else p.info.host
+        uri = f"wss://{host}:{p.info.port}{MESH_PATH}"
+        pin = (self._federation, p.name)
+
+        def factory(*args: Any, **kwargs: Any) -> ClientConnection:
+            conn = _PinnedClientConnection(*args, **kwargs)
+            conn.pin = pin
+            return conn
+
+        while not self._closing:
+            if p.state != "connected":
+                p.state = "connecting"
+            try:
+                ws = await connect(
+                    uri,
+                    ssl=self._client_ctx,
+                    compression=None,
+                    proxy=None,
+                    additional_headers={PARTY_HEADER: self.local_name},
+                    user_agent_header=None,
+                    open_timeout=self._open_timeout,
+                    ping_interval=self._ping_interval,
+                    ping_timeout=self._ping_timeout,
+                    close_timeout=2.0,
+                    max_size=self._max_size,
+                    write_limit=self._limits.max_frame_bytes,
+                    logger=self._log.getChild("client"),
+                    create_connection=factory,  # type: ignore[arg-type]
+                )
+            except HandshakeFailed as exc:
+                p.refusals += 1
+                self._note_error(p, f"refused {p.name}: {exc}", logging.WARNING)
+            except InvalidStatus as exc:
+                self._note_error(
+                    p, f"{p.name} refused our connection (HTTP {exc.response.status_code})", logging.WARNING
+                )
+            except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
+                self._note_error(p, f"cannot reach {p.name}: {type(exc).__name__}: {exc}", logging.DEBUG)
+            else:
+                self._log.debug("%s: connected to %s at %s", self.local_name, p.name, uri)
+                if await self._run_connection(p, ws):
+                    delay = self._backoff_initial
+            if self._closing:
+                break
+            if p.state != "connected":
+                p.state = "down"
+            # Jitter spreads re-dials; it need not be secret, but must not use numpy.random.
+            await asyncio.sleep(delay * (0.5 + secrets.randbelow(1024) / 2048))
+            delay = min(delay * 2, self._backoff_max)
+
+    # -- accepting ------------------------------------------------------------------------------
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        """Refuse the upgrade unless the client certificate is pinned for the claimed party."""
+        claimed = request.headers.get(PARTY_HEADER)
+        try:
+            if request.path != MESH_PATH:
+                raise HandshakeFailed(f"unexpected path {request.path[:64]!r}")
+            if claimed is None:
+                raise HandshakeFailed(f"no {PARTY_HEADER} header")
+            verify_peer(conn.transport.get_extra_info("ssl_object"), self._federation, claimed)
+            if claimed == self.local_name:
+                raise HandshakeFailed("peer claims to be this party")
+            if not claimed < self.local_name:
+                raise HandshakeFailed(f"{claimed!r} sorts after {self.local_name!r} and must accept, not dial")
+        except HandshakeFailed as exc:
+            self._refused += 1
+            peer = self._peers.get(claimed or "")
+            if peer is not None:
+                peer.refusals += 1
+            self._log.warning(
+                "%s: refused connection from %s: %s", self.local_name, _remote(conn), exc
+            )
+            response = conn.respond(403, "Forbidden\n")
+            return response
+        return None
+
+    def _on_tls_failure(self, exc: ssl.SSLError) -> None:
+        """A TLS handshake of an incoming connection failed (e.g. a certificate nobody pinned)."""
+        self._refused += 1
+        reason = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
+        self._log.warning("%s: refused an incoming connection: TLS handshake failed: %s", self.local_name, reason)
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        """Server handler of an accepted (already authenticated) connection."""
+        assert conn.request is not None  # set before the handler runs
+        p = self._peers[conn.request.headers[PARTY_HEADER]]
+        self._log.debug("%s: accepted connection from %s (%s)", self.local_name, p.name, _remote(conn))
+        old = p.ws
+        if old is not None:
+            # The peer re-dialled: the connection we hold is dead to it. Replace it.
+            self._log.info("%s: %s reconnected; dropping the previous connection", self.local_name, p.name)
+            old.transport.abort()
+        await self._run_connection(p, conn)
+
+    # -- one connection ---------------------------------------------------------------------------
+
+    async def _run_connection(self, p: _Peer, ws: ClientConnection | ServerConnection) -> bool:
+        """Drive one authenticated connection to ``p`` until it closes.
+
+        Returns:
+            Whether the hello exchange succeeded (the connection carried messages).
+        """
+        async with p.lock:
+            if self._closing:
+                await ws.close(_GOING_AWAY, "node stopping")
+                return False
+            p.ws = ws
+            reason = "closed"
+            try:
+                if not await self._exchange_hello(p, ws):
+                    return False
+                self._mark_up(p)
+                reason = await self._pump(p, ws)
+                return True
+            finally:
+                p.ws = None
+                p.link.connection_lost()
+                if self._faults is not None:
+                    self._faults.connection_lost(self.local_name, p.name)
+                if p.state == "connected":
+                    self._mark_down(p, reason)
+
+    async def _exchange_hello(self, p: _Peer, ws: ClientConnection | ServerConnection) -> bool:
+        """Exchange link hellos; returns whether the connection may carry messages."""
+        try:
+            await ws.send(p.link.hello())
+            first = await asyncio.wait_for(ws.recv(), self._open_timeout)
+            if isinstance(first, str):
+                raise HandshakeFailed("hello is not a binary frame")
+            try:
+                p.link.receive_hello(first)
+            except HandshakeFailed:
+                self._replace_link_if_peer_restarted(p, first)
+                raise
+        except HandshakeFailed as exc:
+            p.refusals += 1
+            self._refused += 1
+            self._note_error(p, f"refused {p.name} ({_remote(ws)}): bad hello: {exc}", logging.WARNING)
+            await ws.close(_POLICY_VIOLATION, "handshake failed")
+            return False
+        except (ConnectionClosed, TimeoutError) as exc:
+            self._note_error(p, f"connection to {p.name} lost during hello: {type(exc).__name__}", logging.INFO)
+            ws.transport.abort()
+            return False
+        return True
+
+    def _replace_link_if_peer_restarted(self, p: _Peer, hello: bytes) -> None:
+        """If a fresh link accepts a hello that ours refused, the peer restarted: start over.
+
+        Messages the old incarnation of the peer had not acknowledged are lost with it, so
+        receives waiting on the peer fail now (its sessions cannot complete); the connection is
+        closed because the peer refuses our stale hello, and the next one starts both links
+        afresh.
+        """
+        fresh = Link(self.local_name, p.name, self._limits)
+        try:
+            fresh.receive_hello(hello)
+        except HandshakeFailed:
+            return  # the hello is bad for any link: a plain refusal
+        lost = p.link.pending_messages
+        p.link = Link(self.local_name, p.name, self._limits)
+        self.router.fail_peer(p.name, PeerUnavailable(f"{p.name} restarted", peer=p.name))
+        self.router.restore_peer(p.name)
+        self._log.warning(
+            "%s: %s restarted; its link starts over (%d unacknowledged messages lost)",
+            self.local_name,
+            p.name,
+            lost,
+        )
+
+    async def _pump(self, p: _Peer, ws: ClientConnection | ServerConnection) -> str:
+        """Run the reader and the writer until either ends; returns why the connection ended."""
+        writer = asyncio.create_task(self._writer(p, ws), name=f"write:{self.local_name}->{p.name}")
+        reader = asyncio.create_task(self._reader(p, ws), name=f"read:{self.local_name}<-{p.name}")
+        try:
+            done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (writer, reader):
+                task.cancel()
+            results = await asyncio.gather(writer, reader, return_exceptions=True)
+        reason = "closed"
+        for task, result in zip((writer, reader), results):
+            if task in done and isinstance(result, str):
+                reason = result
+            elif task in done and isinstance(result, BaseException) and not isinstance(
+                result, asyncio.CancelledError
+            ):
+                self._log.error(
+                    "%s: connection to %s failed: %r", self.local_name, p.name, result, exc_info=result
+                )
+                reason = f"error: {type(result).__name__}"
+                ws.transport.abort()
+        if reason != "aborted" and ws.state is not State.CLOSED:
+            await ws.close()
+        return reason
+
+    async def _writer(self, p: _Peer, ws: ClientConnection | ServerConnection) -> str:
+        """Write the link's frames as binary messages (``ws.send`` waits for the TCP drain)."""
+        try:
+            while True:
+                frames = p.link.data_to_send()
+                if not frames:
+                    p.wake.clear()
+                    await p.wake.wait()
+                    continue
+                for frame in frames:
+                    if not await self._write(p, ws, frame):
+                        return "aborted"
+        except ConnectionClosed:
+            return "closed"
+
+    async def _write(self, p: _Peer, ws: ClientConnection | ServerConnection, frame: bytes | memoryview) -> bool:
+        if self._faults is None:
+            await ws.send(frame)
+            p.bytes_sent += len(frame)
+            p.frames_sent += 1
+            return True
+        for action in self._faults.on_frame(self.local_name, p.name, frame):
+            if isinstance(action, Write):
+                await ws.send(action.frame)
+                p.bytes_sent += len(action.frame)
+                p.frames_sent += 1
+            elif isinstance(action, Sleep):
+                await asyncio.sleep(action.seconds)
+            elif isinstance(action, Disconnect):
+                self._log.info("%s: fault injection: aborting the connection to %s", self.local_name, p.name)
+                ws.transport.abort()
+                return False
+        return True
+
+    async def _reader(self, p: _Peer, ws: ClientConnection | ServerConnection) -> str:
+        """Feed received frames to the link and delivered messages to the router."""
+        try:
+            while True:
+                frame = await ws.recv()
+                p.frames_received += 1
+                if isinstance(frame, str):
+                    p.frames_dropped += 1
+                    self._log.warning("%s: dropped a text frame from %s", self.local_name, p.name)
+                    continue
+                p.bytes_received += len(frame)
+                try:
+                    delivered = p.link.receive_frame(frame)
+                except MPCError as exc:
+                    p.frames_dropped += 1
+                    self._note_error(p, f"dropped a bad frame from {p.name}: {exc}", logging.WARNING)
+                    continue
+                p.progress.set()
+                p.wake.set()  # the link may owe the peer an acknowledgement
+                for message in delivered:
+                    try:
+                        self.router.deliver(p.name, message)
+                    except MPCError as exc:
+                        p.messages_dropped += 1
+                        self._note_error(
+                            p, f"dropped a message from {p.name} ({message.session_id!r}): {exc}", logging.WARNING
+                        )
+        except ConnectionClosed as exc:
+            return "closed" if exc.rcvd is not None else "lost"
+
+    # -- peer state ----------------------------------------------------------------------------------
+
+    def _mark_up(self, p: _Peer) -> None:
+        p.state = "connected"
+        p.connects += 1
+        if p.fail_handle is not None:
+            p.fail_handle.cancel()
+            p.fail_handle = None
+        if p.unavailable is not None:
+            p.unavailable = None
+            self.router.restore_peer(p.name)
+            self._log.info("%s: %s is reachable again", self.local_name, p.name)
+        p.progress.set()
+        p.wake.set()
+        verb = "connected to" if p.connects == 1 else "reconnected to"
+        self._log.info("%s: %s %s (%s)", self.local_name, verb, p.name, "dialled" if p.dials else "accepted")
+
+    def _mark_down(self, p: _Peer, reason: str) -> None:
+        p.state = "down"
+        p.down_since = time.monotonic()
+        self._log.info("%s: disconnected from %s (%s)", self.local_name, p.name, reason)
+        if not self._closing and p.fail_handle is None:
+            loop = asyncio.get_running_loop()
+            p.fail_handle = loop.call_later(self._connect_timeout, self._declare_unavailable, p)
+
+    def _declare_unavailable(self, p: _Peer) -> None:
+        p.fail_handle = None
+        if p.state == "connected" or self._closing:
+            return
+        error = PeerUnavailable(
+            f"{p.name} unreachable for {self._connect_timeout:g} s"
+            + (f" (last error: {p.last_error})" if p.last_error else ""),
+            peer=p.name,
+        )
+        p.unavailable = error
+        self.router.fail_peer(p.name, error)
+        p.progress.set()
+        self._log.warning("%s: %s is unavailable: %s", self.local_name, p.name, error)
+
+    def _note_error(self, p: _Peer, message: str, level: int) -> None:
+        p.last_error = message
+        self._log.log(level, "%s: %s", self.local_name, message)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("%s: task %s failed", self.local_name, task.get_name(), exc_info=task.exception())
+
+
+def _remote(conn: ClientConnection | ServerConnection) -> str:
+    peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
+    if not peer:
+        return "unknown address"
+    return f"{peer[0]}:{peer[1]}"
+
