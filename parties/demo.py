@@ -37,7 +37,7 @@ from parties.local import NodeProcesses, create_local_federation
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
 COLUMNS = ("age", "length_of_stay", "readmitted")
-console = Console()
+console = Console(width=max(Console().width, 110))
 
 
 def synthetic_patients(name: str, rows: int) -> np.ndarray:
@@ -67,13 +67,13 @@ async def status(cfg_path: Path) -> dict[str, Any]:
 
 def show_learned(parties: list[Any], job_id: str) -> None:
     """Print, per party, what the job released to it and what it sent."""
-    table = Table("party", "learned", "bytes sent", "messages sent", "rounds")
+    table = Table("party", "learned (means)", "bytes sent", "messages", "rounds")
     for p in parties:
         result_file = p.config().results_dir / f"{job_id}.json"
         learned = "nothing (not a receiver)"
         if result_file.exists():
             res = json.loads(result_file.read_text())["result"]
-            learned = f"rows={res['rows']}  " + "  ".join(f"mean {c}={v:.4f}" for c, v in res["mean"].items())
+            learned = f"rows={res['rows']} " + " ".join(f"{c}={v:.3f}" for c, v in res["mean"].items())
         st = asyncio.run(status(p.config_path))
         job = next(j for j in st["jobs"] if j["job_id"] == job_id)
         stats = job["stats"]

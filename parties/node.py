@@ -92,7 +92,7 @@ class Node:
         self._control = ControlServer(config.control_socket, self._on_request)
         self.jobs: dict[str, JobRecord] = {}
         self._channels: dict[str, Channel] = {}
-        self._replies: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._replies: dict[tuple[str, str, str], asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
 
@@ -195,23 +195,40 @@ class Node:
             unreachable = [r for r in refusals if r.get("rule") == "unreachable"]
             code = "peer-unavailable" if unreachable else "policy-refused"
             return {"ok": False, "error": code, "rule": first.get("rule"), "job": rec.summary(), "refusals": refusals}
+        finished = {peer: self._expect(spec.job_id, peer, "finished") for peer in peers}
         for peer in peers:
             await self.mesh.router.send_control(peer, "start", {"job_id": spec.job_id, "hash": digest})
         await self._run(rec)
-        return {"ok": rec.state == "done", "job": rec.summary(), "result": rec.result, "error": rec.error}
+        states = {self.config.name: {"state": rec.state, "error": rec.error}}
+        for peer, fut in finished.items():
+            states[peer] = await self._wait_reply(spec.job_id, peer, "finished", fut)
+        ok = all(st.get("state") == "done" for st in states.values())
+        return {"ok": ok, "job": rec.summary(), "result": rec.result, "error": rec.error, "parties": states}
 
-    async def _ask(self, peer: str, spec: JobSpec, digest: str) -> dict[str, Any]:
+    def _expect(self, job_id: str, peer: str, kind: str) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._replies[(spec.job_id, peer)] = fut
+        self._replies[(job_id, peer, kind)] = fut
+        return fut
+
+    async def _wait_reply(self, job_id: str, peer: str, kind: str, fut: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
         try:
-            await self.mesh.router.send_control(peer, "propose", {"spec": spec.to_dict(), "hash": digest})
             return await asyncio.wait_for(fut, self.config.recv_timeout)
         except asyncio.TimeoutError:
-            return {"accept": False, "party": peer, "rule": "unreachable", "message": "no answer in time"}
-        except MPCError as exc:
-            return {"accept": False, "party": peer, "rule": "unreachable", "message": str(exc)}
+            return {"state": "unknown", "error": f"{peer} sent no '{kind}' report in time"}
         finally:
-            self._replies.pop((spec.job_id, peer), None)
+            self._replies.pop((job_id, peer, kind), None)
+
+    async def _ask(self, peer: str, spec: JobSpec, digest: str) -> dict[str, Any]:
+        fut = self._expect(spec.job_id, peer, "reply")
+        try:
+            await self.mesh.router.send_control(peer, "propose", {"spec": spec.to_dict(), "hash": digest})
+        except MPCError as exc:
+            self._replies.pop((spec.job_id, peer, "reply"), None)
+            return {"accept": False, "party": peer, "rule": "unreachable", "message": str(exc)}
+        reply = await self._wait_reply(spec.job_id, peer, "reply", fut)
+        if "accept" not in reply:
+            return {"accept": False, "party": peer, "rule": "unreachable", "message": reply["error"]}
+        return reply
 
     async def _send_control_quietly(self, peer: str, tag: str, payload: dict[str, Any]) -> None:
         try:
@@ -227,10 +244,10 @@ class Node:
             return
         if tag == "propose":
             await self._on_propose(peer, payload)
-        elif tag == "reply":
-            fut = self._replies.get((str(payload.get("job_id")), peer))
+        elif tag in ("reply", "finished"):
+            fut = self._replies.get((str(payload.get("job_id")), peer, tag))
             if fut is None or fut.done():
-                log.warning("refused reply from %s: no pending proposal %s", peer, payload.get("job_id"))
+                log.warning("refused %s from %s: nothing pending for job %s", tag, peer, payload.get("job_id"))
                 return
             fut.set_result({**payload, "party": peer})
         elif tag == "start":
@@ -317,6 +334,9 @@ class Node:
             rec.ended = time.time()
             rec.stats = channel.stats.as_dict()
             self._close_session(spec.job_id)
+            if spec.proposer != self.config.name:
+                report = {"job_id": spec.job_id, "state": rec.state, "error": rec.error}
+                self._spawn(self._send_control_quietly(spec.proposer, "finished", report))
 
     def _write_result(self, rec: JobRecord) -> None:
         out = self.config.results_dir / f"{rec.spec.job_id}.json"

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -239,40 +240,48 @@ def run_local(
 # ---------------------------------------------------------------------------- processes
 
 
-def program_reference(program: Program) -> str:
-    """``module:qualname`` of an importable module-level program.
+def program_reference(program: Program) -> dict[str, str]:
+    """Where a worker process finds a module-level program: module, file and function name.
 
     Raises:
-        ConfigError: the program is a lambda, a closure or not importable.
+        ConfigError: the program is a lambda, a closure or a method.
     """
-    module, qualname = getattr(program, "__module__", None), getattr(program, "__qualname__", "")
+    module = getattr(program, "__module__", None)
+    qualname = getattr(program, "__qualname__", "")
     if not module or "<" in qualname or "." in qualname:
         raise ConfigError("the 'processes' transport needs a module-level function")
-    ref = f"{module}:{qualname}"
-    if resolve_program(ref) is not program:
-        raise ConfigError(f"{ref} does not import back to the same function")
-    return ref
+    source = getattr(sys.modules.get(module), "__file__", None) or ""
+    return {"module": module, "file": source, "name": qualname}
 
 
-def resolve_program(ref: str) -> Program:
-    """Import ``module:qualname``."""
-    module, _, name = ref.partition(":")
+def resolve_program(ref: dict[str, str]) -> Program:
+    """Import a program named by :func:`program_reference` (by module name, else from its file).
+
+    Raises:
+        ConfigError: it cannot be imported or is not callable.
+    """
     try:
-        obj = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot import program {ref!r}: {exc}") from None
+        module = importlib.import_module(ref["module"])
+    except ImportError:
+        spec = importlib.util.spec_from_file_location(ref["module"], ref["file"]) if ref["file"] else None
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"cannot import program module {ref['module']!r}") from None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[ref["module"]] = module
+        spec.loader.exec_module(module)
+    obj = getattr(module, ref["name"], None)
     if not callable(obj):
-        raise ConfigError(f"{ref!r} is not callable")
+        raise ConfigError(f"{ref['module']}:{ref['name']} is not a callable program")
     return obj  # type: ignore[no-any-return]
 
 
 def write_payload(path: Path, value: Any) -> None:
     """Write a value in the wire encoding (msgpack + numpy arrays)."""
-    header, buffers = encode_payload(value)
+    encoded = encode_payload(value)
     with open(path, "wb") as fh:
-        fh.write(len(header).to_bytes(8, "little"))
-        fh.write(header)
-        for buf in buffers:
+        fh.write(len(encoded.body).to_bytes(8, "little"))
+        fh.write(encoded.body)
+        for buf in encoded.buffers:
             fh.write(buf)
 
 
