@@ -250,7 +250,11 @@ def program_reference(program: Program) -> dict[str, str]:
     qualname = getattr(program, "__qualname__", "")
     if not module or "<" in qualname or "." in qualname:
         raise ConfigError("the 'processes' transport needs a module-level function")
-    source = getattr(sys.modules.get(module), "__file__", None) or ""
+    mod = sys.modules.get(module)
+    source = getattr(mod, "__file__", None) or ""
+    spec = getattr(mod, "__spec__", None)
+    if module == "__main__" and spec is not None and spec.name:
+        module = spec.name  # run as ``python -m package.module``: import it by its real name
     return {"module": module, "file": source, "name": qualname}
 
 
