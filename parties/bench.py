@@ -1,177 +1,32 @@
-"""Benchmarks (not tests): ``scripts/bench SUITE`` prints one JSON object per line.
+"""``scripts/bench SUITE``: run one benchmark suite; one JSON object per line on stdout.
 
-Format (DESIGN.md): ``{"suite", "metric", "value", "unit", "params", "peer", "peer_value",
-"ratio"}``; the peer is measured in the same run so the ratio holds on a noisy machine.
-
-Suites:
-
-``transport``
-    Two party processes over our mesh (mutual TLS 1.3 websockets, framing, reliable links,
-    routing) against two processes speaking raw ``websockets`` over the same TLS 1.3 contexts
-    (peer ``websockets-raw``): round-trip latency of a small message, and the throughput of a
-    16 MiB uint64 array echoed back (bytes moved in both directions / round-trip time).
+Each suite lives in ``parties/benchmarks/SUITE.py`` and defines ``async def run() -> None``,
+measuring its peer in the same run (DESIGN.md, Benchmarks). Benchmarks are not tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
-import subprocess
+import importlib
+import pkgutil
 import sys
-import tempfile
-import time
-from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from mpc.session import Session
-from parties.testing import run_parties_async
-
-ARRAY_MIB = 16
-LATENCY_ROUNDS = 200
-THROUGHPUT_ROUNDS = 5
+import parties.benchmarks as suites_pkg
 
 
-def emit(suite: str, metric: str, value: float, unit: str, params: dict[str, Any], peer: str | None, peer_value: float | None) -> None:
-    """Print one result line (ratio = ours / peer)."""
-    ratio = value / peer_value if peer_value else None
-    print(
-        json.dumps(
-            {
-                "suite": suite,
-                "metric": metric,
-                "value": round(value, 4),
-                "unit": unit,
-                "params": params,
-                "peer": peer,
-                "peer_value": None if peer_value is None else round(peer_value, 4),
-                "ratio": None if ratio is None else round(ratio, 3),
-            }
-        ),
-        flush=True,
-    )
-
-
-async def echo_program(session: Session, params: dict[str, Any]) -> dict[str, Any]:
-    """Party 0 sends, party 1 echoes; party 0 returns round-trip times in seconds."""
-    small = np.zeros(2, dtype=np.uint64)
-    big = np.arange(ARRAY_MIB * (1 << 20) // 8, dtype=np.uint64)
-    out: dict[str, Any] = {"latency": [], "throughput": []}
-    for kind, payload, rounds in (("latency", small, params["latency_rounds"]), ("throughput", big, params["throughput_rounds"])):
-        for _ in range(rounds):
-            rnd = session.round(kind)
-            if session.party_id == 0:
-                t = time.perf_counter()
-                await rnd.send(1, payload)
-                back = await rnd.recv(1)
-                out[kind].append(time.perf_counter() - t)
-                if back.shape != payload.shape:
-                    raise RuntimeError("echo mismatch")
-            else:
-                await rnd.send(0, await rnd.recv(0))
-    if session.party_id == 0 and not np.array_equal(back, big):
-        raise RuntimeError("echoed array differs")
-    return out
-
-
-RAW_SERVER = r"""
-import asyncio, sys
-from websockets.asyncio.server import serve
-from transport.identity import Identity
-from parties.config import load_federation
-from transport.tls import server_context
-
-async def main(base, port):
-    fed = load_federation(base + "/federation.toml")
-    ctx = server_context(Identity("raw-b", base + "/raw-b/raw-b.key", base + "/raw-b/raw-b.crt"), fed)
-    async def echo(ws):
-        async for msg in ws:
-            await ws.send(msg)
-    async with serve(echo, "127.0.0.1", port, ssl=ctx, compression=None, max_size=None):
-        print("ready", flush=True)
-        await asyncio.Future()
-
-asyncio.run(main(sys.argv[1], int(sys.argv[2])))
-"""
-
-
-async def raw_client(base: Path, port: int, rounds_small: int, rounds_big: int) -> dict[str, list[float]]:
-    """Raw websockets over TLS 1.3 echoing the same bytes (the peer)."""
-    from websockets.asyncio.client import connect
-
-    from parties.config import load_federation
-    from transport.identity import Identity
-    from transport.tls import client_context
-
-    fed = load_federation(base / "federation.toml")
-    ctx = client_context(Identity("raw-a", base / "raw-a" / "raw-a.key", base / "raw-a" / "raw-a.crt"), fed)
-    small = np.zeros(2, dtype=np.uint64).tobytes()
-    big = np.arange(ARRAY_MIB * (1 << 20) // 8, dtype=np.uint64)
-    out: dict[str, list[float]] = {"latency": [], "throughput": []}
-    async with connect(f"wss://127.0.0.1:{port}/", ssl=ctx, compression=None, max_size=None, server_hostname="raw-b") as ws:
-        for kind, payload, rounds in (("latency", small, rounds_small), ("throughput", memoryview(big).cast("B"), rounds_big)):
-            for _ in range(rounds):
-                t = time.perf_counter()
-                await ws.send(payload)
-                back = await ws.recv()
-                out[kind].append(time.perf_counter() - t)
-                assert len(back) == len(payload)
-    return out
-
-
-async def measure_raw(rounds_small: int, rounds_big: int) -> dict[str, list[float]]:
-    """Start the raw echo server process and measure from this process."""
-    from parties.config import dump_federation
-    from parties.local import free_ports
-    from transport.identity import Federation, PeerInfo, generate_identity
-
-    with tempfile.TemporaryDirectory(prefix="mpc-bench-") as tmp:
-        base = Path(tmp)
-        (port,) = free_ports(1)
-        ids = {n: generate_identity(n, base / n) for n in ("raw-a", "raw-b")}
-        dump_federation(
-            Federation(tuple(PeerInfo.from_certificate(n, "127.0.0.1", port, ids[n].cert_path) for n in ids)),
-            base / "federation.toml",
-        )
-        proc = subprocess.Popen([sys.executable, "-c", RAW_SERVER, str(base), str(port)], stdout=subprocess.PIPE)
-        try:
-            assert proc.stdout is not None
-            await asyncio.to_thread(proc.stdout.readline)
-            return await raw_client(base, port, rounds_small, rounds_big)
-        finally:
-            proc.terminate()
-            proc.wait()
-
-
-async def suite_transport() -> None:
-    """Round-trip latency and 16 MiB array throughput: ours vs raw websockets over TLS."""
-    params = {"latency_rounds": LATENCY_ROUNDS, "throughput_rounds": THROUGHPUT_ROUNDS}
-    outcomes = await run_parties_async(echo_program, [params, params], transport="processes", recv_timeout=60)
-    for o in outcomes:
-        if o.error is not None:
-            raise o.error
-    ours = outcomes[0].result
-    raw = await measure_raw(LATENCY_ROUNDS, THROUGHPUT_ROUNDS)
-    lat_ours, lat_raw = statistics.median(ours["latency"]) * 1e3, statistics.median(raw["latency"]) * 1e3
-    emit("transport", "roundtrip_latency_ms", lat_ours, "ms", {"payload_bytes": 16, "rounds": LATENCY_ROUNDS, "parties": 2, "better": "lower"}, "websockets-raw", lat_raw)
-    size = ARRAY_MIB * (1 << 20)
-    tp_ours = 2 * size / min(ours["throughput"]) / 1e6
-    tp_raw = 2 * size / min(raw["throughput"]) / 1e6
-    emit("transport", "array_throughput_MBps", tp_ours, "MB/s", {"array_mib": ARRAY_MIB, "dtype": "uint64", "rounds": THROUGHPUT_ROUNDS, "parties": 2, "direction": "echo, both ways counted"}, "websockets-raw", tp_raw)
-
-
-SUITES = {"transport": suite_transport}
+def available() -> list[str]:
+    """Names of the benchmark suites."""
+    return sorted(m.name for m in pkgutil.iter_modules(suites_pkg.__path__) if m.name != "common")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``scripts/bench``."""
-    ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("suite", choices=sorted(SUITES))
+    ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
+    ap.add_argument("suite", choices=available())
     args = ap.parse_args(argv)
-    asyncio.run(SUITES[args.suite]())
+    module = importlib.import_module(f"parties.benchmarks.{args.suite}")
+    asyncio.run(module.run())
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Benchmark suites (not tests), one module per suite; see :mod:`parties.bench`."""
