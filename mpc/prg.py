@@ -67,7 +67,7 @@ class PRG:
     def buffer(self, n: int) -> np.ndarray:
         """The next ``n`` keystream bytes as a writable uint8 array (no extra copy)."""
         out = np.empty(n, dtype=np.uint8)
-        mv = memoryview(out)
+        mv = out.data
         pos = 0
         while pos < n:
             step = min(_ZERO_CHUNK, n - pos)

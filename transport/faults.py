@@ -19,12 +19,16 @@ drop         the frame is not written. On a live connection a Link never resends
 delay        ``Sleep(delay)`` then the frame.
 duplicate    the frame is written twice (the receiving Link drops the copy).
 reorder      the frame is held back and written right after the next frame on the same
-             directed link; if no frame follows, it is never written (like a drop).
+             directed link; if no frame follows, it is never written (like a drop). Whole
+             messages may arrive in any order; chunks of one message out of order make the
+             receiver drop the connection, and the message is resent after the reconnect.
              Whole messages are reordered by the Link; swapping two frames *of one
              multi-frame message* breaks that message (``FrameError`` at the receiver).
-tamper       the byte at ``offset`` (negative: from the end) is XORed with ``mask``; the
-             receiver's Link then raises ``FrameError`` or delivers a modified payload,
-             depending on which byte was hit.
+tamper       the byte at ``offset`` (negative: from the end) is XORed with ``mask``. If the
+             receiver's Link detects it (``FrameError``), the receiver drops the connection
+             and the sender resends the message intact after the reconnect; a byte inside
+             raw array data is not detected by framing and delivers a modified payload
+             (integrity against a malicious party is the MAC check's job).
 disconnect   ``Disconnect()``: the connection is torn down before the frame is written.
 ===========  ============================================================================
 

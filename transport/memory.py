@@ -17,9 +17,11 @@ Connection model (per unordered pair of nodes):
 - a ``disconnect`` fault tears the connection down: frames in flight are lost, both Links get
   ``connection_lost``, and after ``reconnect_delay`` the hellos are exchanged again and the Links
   resend whatever is unacknowledged;
-- a frame the Link rejects (``FrameError``) or a message the router rejects
-  (``ProtocolViolation``) is logged with its reason, counted in :meth:`MemoryMesh.stats` and
-  dropped; the mesh keeps serving. Hello frames are not subject to faults.
+- a frame the Link rejects (``FrameError``) is logged with its reason and counted in
+  :meth:`MemoryMesh.stats`, and the connection is dropped (as the websocket mesh does): after the
+  reconnect the sender's Link resends every message not yet delivered, so a corrupted frame
+  costs a reconnect, not the message; a message the router rejects (``ProtocolViolation``) is
+  logged, counted and dropped. The mesh keeps serving. Hello frames are not subject to faults.
 
 :meth:`MemoryNetwork.kill` stops a node for good: its peers' receives from it raise
 ``PeerUnavailable`` at once (the websocket mesh does the same once re-dialling gives up), and
@@ -429,8 +431,11 @@ class MemoryNetwork:
         try:
             delivered = self._links[(dst, src)].receive_frame(frame)
         except MPCError as exc:
+            # As over websockets: the stream cannot resynchronise by itself after a bad frame,
+            # so the connection is dropped and the next hello resends what was not delivered.
             receiver._counters.frame_errors += 1
-            _log.warning("%s: frame from %s dropped (%s): %s", dst, src, exc.code, exc)
+            _log.warning("%s: frame from %s dropped with the connection (%s): %s", dst, src, exc.code, exc)
+            self._disconnect(self._conn(src, dst))
             return
         for message in delivered:
             try:

@@ -650,9 +650,14 @@ class WebsocketMesh:
                 try:
                     delivered = p.link.receive_frame(frame)
                 except MPCError as exc:
+                    # The stream cannot resynchronise by itself after a bad frame (a chunk may be
+                    # missing): drop the connection; the next hello resends what was not delivered.
                     p.frames_dropped += 1
-                    self._note_error(p, f"dropped a bad frame from {p.name}: {exc}", logging.WARNING)
-                    continue
+                    self._note_error(
+                        p, f"dropped a bad frame from {p.name} and the connection: {exc}", logging.WARNING
+                    )
+                    ws.transport.abort()
+                    return "aborted"
                 p.progress.set()
                 p.wake.set()  # the link may owe the peer an acknowledgement
                 for message in delivered:

@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from mpc.errors import PeerUnavailable
 from mpc.prg import PRG
@@ -353,19 +353,31 @@ async def test_garbage_from_an_authenticated_peer_is_dropped(
     # Play party a by hand: its genuine identity, its own Link, raw websocket frames.
     link = Link("a", "c")
     uri = f"wss://127.0.0.1:{federation.by_name('c').port}{MESH_PATH}"
-    async with connect(
-        uri,
-        ssl=client_context(identities["a"], federation),
-        proxy=None,
-        compression=None,
-        open_timeout=TIMEOUT,
-        additional_headers={PARTY_HEADER: "a"},
-    ) as ws:
+
+    def dial() -> Any:
+        return connect(
+            uri,
+            ssl=client_context(identities["a"], federation),
+            proxy=None,
+            compression=None,
+            open_timeout=TIMEOUT,
+            additional_headers={PARTY_HEADER: "a"},
+        )
+
+    async with dial() as ws:
         await ws.send(link.hello())
         link.receive_hello(await ws.recv())
-        await ws.send(b"\xc1\x00 this is not msgpack")
-        await ws.send("a text frame")
+        await ws.send("a text frame")  # not a Link frame: dropped, the connection stays
         link.send("raw", "t#0", np.arange(6, dtype=np.int32).reshape(2, 3))
+        await ws.send(b"\xc1\x00 this is not msgpack")  # a bad frame: c drops the connection
+        async with asyncio.timeout(TIMEOUT):
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await ws.recv()
+    link.connection_lost()
+    async with dial() as ws:  # the next connection resumes the link; nothing is lost
+        await ws.send(link.hello())
+        link.receive_hello(await ws.recv())
         for frame in link.data_to_send():
             await ws.send(frame)
         async with asyncio.timeout(TIMEOUT):
@@ -374,7 +386,7 @@ async def test_garbage_from_an_authenticated_peer_is_dropped(
     stats = c.stats()["peers"]["a"]
     assert stats["frames_dropped"] == 2 and stats["messages_dropped"] == 0
     messages = [r.getMessage() for r in caplog.records if r.name == "test.mesh.c"]
-    assert any("dropped a bad frame from a" in m for m in messages)
+    assert any("dropped a bad frame from a and the connection" in m for m in messages)
     assert any("dropped a text frame from a" in m for m in messages)
     await channel.close()
 
