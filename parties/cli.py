@@ -7,7 +7,11 @@ Commands::
     mpc-party federation --out FILE DIR [DIR ...]       build a federation file from node dirs
     mpc-party start --config FILE                       run a node until SIGTERM / Ctrl-C
     mpc-party status --config FILE                      peers, connections, jobs of a running node
-    mpc-party jobs --config FILE                        jobs of a running node
+    mpc-party submit JOB.toml --config FILE             propose a job (manifest), show progress, result
+    mpc-party jobs --config FILE                        jobs of a running node and their states
+    mpc-party result JOB_ID --config FILE               an output released to this node
+    mpc-party cancel JOB_ID --config FILE               cancel a running job (on every party)
+    mpc-party audit [--job JOB_ID] --config FILE        the node's audit log
     mpc-party sum --config FILE --dataset D --columns a,b [--parties ...] [--receivers ...]
     mpc-party local N --dir DIR                         N identities + federation + N node processes
 """
@@ -145,13 +149,15 @@ def _print_jobs(jobs: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("job", "kind", "proposer", "state", "bytes sent", "error")
+    table = Table("job", "kind", "name", "proposer", "state", "progress", "bytes sent", "error")
     for j in jobs:
         table.add_row(
             j["job_id"][:12],
             j["kind"],
+            j.get("name", ""),
             j["proposer"],
             j["state"],
+            f"{100 * j.get('progress', {}).get('fraction', 0):.0f}%",
             str(j.get("stats", {}).get("bytes_sent", "")),
             j.get("error") or "",
         )
@@ -171,17 +177,108 @@ def _names(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
 
-def cmd_sum(args: argparse.Namespace) -> int:
-    req = {
-        "op": "submit",
+def sum_manifest(parties: list[str], dataset: str, columns: list[str], receivers: list[str] | None, scale_bits: int) -> dict[str, Any]:
+    """The manifest ``mpc-party sum`` submits: every party sums the same dataset and columns."""
+    return {
         "kind": "secure-sum",
-        "params": {"dataset": args.dataset, "columns": _names(args.columns), "scale_bits": args.scale_bits},
-        "parties": _names(args.parties),
-        "receivers": _names(args.receivers),
+        "name": f"sum of {', '.join(columns)} in {dataset}",
+        "parties": parties,
+        "inputs": {p: {"dataset": dataset, "columns": columns} for p in parties},
+        "outputs": {"result": receivers or parties},
+        "params": {"scale_bits": scale_bits},
     }
-    resp = _control(args, req)
+
+
+def cmd_sum(args: argparse.Namespace) -> int:
+    from parties.config import load_federation
+
+    cfg = load_node_config(_config_path(args))
+    parties = _names(args.parties) or list(load_federation(cfg.federation_path).names)
+    manifest = sum_manifest(parties, args.dataset, _names(args.columns) or [], _names(args.receivers), args.scale_bits)
+    return _submit(cfg.control_socket, manifest, progress=not args.json, as_json=args.json)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from parties.manifest import load_manifest
+
+    cfg = load_node_config(_config_path(args))
+    manifest = load_manifest(args.manifest).to_dict()
+    return _submit(cfg.control_socket, manifest, progress=not args.json, as_json=args.json)
+
+
+def _submit(socket_path: Path, manifest: dict[str, Any], *, progress: bool, as_json: bool) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from parties.control import stream
+
+    console = Console(stderr=True)
+
+    async def run() -> dict[str, Any]:
+        final: dict[str, Any] = {}
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[label]}"), TimeElapsedColumn(), console=console, disable=not progress) as bar:
+            task = bar.add_task(manifest.get("kind", "job"), total=1.0, label="proposing")
+            async for event in stream(socket_path, {"op": "submit", "manifest": manifest}, timeout=float(manifest.get("timeout", 600)) + 60):
+                if event.get("event") == "progress":
+                    bar.update(task, completed=event["fraction"], label=f"{event['state']}: {event['label']}")
+                elif event.get("event") == "proposed":
+                    bar.update(task, description=f"{manifest.get('kind')} {event['job']['job_id'][:12]}")
+                else:
+                    final = event
+        return final
+
+    resp = asyncio.run(run())
+    resp.pop("event", None)
+    if as_json or not resp.get("ok"):
+        print(json.dumps(resp, indent=2))
+    else:
+        job = resp["job"]
+        console.print(f"job {job['job_id']} done; manifest sha256 {job['hash']}")
+        for name, st in sorted(resp.get("parties", {}).items()):
+            console.print(f"  {name}: {st.get('state')}")
+        print(json.dumps(resp.get("outputs", {}), indent=2))
+    return 0 if resp.get("ok") else 1
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    resp = _control(args, {"op": "result", "job_id": args.job_id}, timeout=10)
+    print(json.dumps(resp.get("result", resp), indent=2))
+    return 0 if resp.get("ok") else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    resp = _control(args, {"op": "cancel", "job_id": args.job_id}, timeout=30)
     print(json.dumps(resp, indent=2))
     return 0 if resp.get("ok") else 1
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    resp = _control(args, {"op": "audit", "job_id": args.job}, timeout=10)
+    if args.json or not resp.get("ok"):
+        print(json.dumps(resp, indent=2))
+        return 0 if resp.get("ok") else 1
+    print_audit(resp["entries"])
+    return 0
+
+
+def print_audit(entries: list[dict[str, Any]], title: str | None = None) -> None:
+    """Print audit entries as a table."""
+    import datetime as dt
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("time", "event", "actor", "job", "detail", title=title)
+    for e in entries:
+        detail = {k: v for k, v in e["detail"].items() if k not in ("manifest",)}
+        table.add_row(
+            dt.datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S.%f")[:-3],
+            e["event"],
+            e["actor"],
+            (e["job_id"] or "")[:12],
+            ", ".join(f"{k}={v}" for k, v in sorted(detail.items()) if v not in (None, "")),
+        )
+    Console(width=160).print(table)
 
 
 def cmd_local(args: argparse.Namespace) -> int:
@@ -225,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--json", action="store_true")
         s.set_defaults(func=func)
 
+    s = sub.add_parser("submit", help="propose a job from a manifest file and wait for it")
+    s.add_argument("manifest")
+    s.add_argument("--config")
+    s.add_argument("--dir")
+    s.add_argument("--json", action="store_true", help="no progress bar; print the response as JSON")
+    s.set_defaults(func=cmd_submit)
+
     s = sub.add_parser("sum", help="securely sum dataset columns across the federation")
     s.add_argument("--config")
     s.add_argument("--dir")
@@ -233,7 +337,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--parties", help="comma-separated party names (default: the whole federation)")
     s.add_argument("--receivers", help="comma-separated receivers (default: every party)")
     s.add_argument("--scale-bits", type=int, default=16)
+    s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_sum)
+
+    for name, func, helptext in (
+        ("result", cmd_result, "print an output released to this node"),
+        ("cancel", cmd_cancel, "cancel a running job on every party"),
+    ):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("job_id")
+        s.add_argument("--config")
+        s.add_argument("--dir")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("audit", help="print the node's audit log")
+    s.add_argument("--job", help="only this job")
+    s.add_argument("--config")
+    s.add_argument("--dir")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("local", help="create and run an N-party federation on 127.0.0.1")
     s.add_argument("n", type=int)

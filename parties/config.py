@@ -22,9 +22,22 @@ A node directory made by ``mpc-party init`` holds::
     [policy]
     allowed_jobs = ["secure-sum"]  # job kinds this node takes part in
     allowed_peers = []             # federation members it computes with; empty = all of them
+    allowed_receivers = []         # who may receive outputs of jobs on our data; empty = any party
+    min_group_size = 10            # statistics over fewer local rows are refused
+    max_job_timeout = 86400
+    max_concurrent_jobs = 8
+    [policy.roles]                 # role -> parties that may take it (unlisted roles: anyone)
+    server = ["hospital-a"]
+    [policy.budgets.patients]      # total privacy budget of a dataset for DP jobs
+    epsilon = 3.0
+    delta = 1e-5
 
-    [datasets.visits]              # local data that jobs may read by name
-    path = "visits.csv"            # CSV with a header row, numeric columns
+    [datasets.patients]            # local data that jobs may read by name (parties.datasets)
+    path = "patients.csv"
+    id_column = "patient_id"
+    [datasets.patients.columns]
+    patient_id = "string"
+    age = "float"
 
 ``federation.toml``::
 
@@ -56,9 +69,12 @@ from typing import Any
 import tomli_w
 
 from mpc.errors import ConfigError
+from parties.datasets import DatasetConfig, parse_dataset
+from parties.jobs import JOB_KINDS
 from transport.identity import Federation, PeerInfo
 
 __all__ = [
+    "BudgetConfig",
     "DatasetConfig",
     "NodeConfig",
     "PolicyConfig",
@@ -80,9 +96,17 @@ _NODE_KEYS = {
     "recv_timeout",
     "connect_timeout",
 }
-_POLICY_KEYS = {"allowed_jobs", "allowed_peers"}
-_DATASET_KEYS = {"path"}
-KNOWN_JOB_KINDS = ("secure-sum",)
+_POLICY_KEYS = {
+    "allowed_jobs",
+    "allowed_peers",
+    "allowed_receivers",
+    "roles",
+    "min_group_size",
+    "max_job_timeout",
+    "max_concurrent_jobs",
+    "budgets",
+}
+KNOWN_JOB_KINDS: tuple[str, ...] = tuple(JOB_KINDS)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -103,28 +127,34 @@ def parse_address(text: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """What this node agrees to compute, and with whom.
+    """What this node agrees to compute, with whom, and who may receive results.
 
     Attributes:
         allowed_jobs: job kinds the node takes part in.
-        allowed_peers: federation members it computes with (empty tuple = all members).
+        allowed_peers: federation members it computes with (empty = all members).
+        allowed_receivers: parties that may receive outputs of jobs this node takes part in
+            (empty = any party of the job).
+        roles: role name -> parties allowed to take it (a role not listed may go to any party).
+        min_group_size: statistics jobs refuse to run on fewer local rows than this.
+        max_job_timeout: the longest job timeout (seconds) the node accepts.
+        max_concurrent_jobs: jobs running at once; more are refused.
     """
 
-    allowed_jobs: tuple[str, ...] = ("secure-sum",)
+    allowed_jobs: tuple[str, ...] = KNOWN_JOB_KINDS
     allowed_peers: tuple[str, ...] = ()
+    allowed_receivers: tuple[str, ...] = ()
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    min_group_size: int = 1
+    max_job_timeout: float = 24 * 3600.0
+    max_concurrent_jobs: int = 8
 
 
 @dataclass(frozen=True)
-class DatasetConfig:
-    """A local dataset that jobs may read by name.
+class BudgetConfig:
+    """A dataset's total privacy budget (None = no DP jobs may use it)."""
 
-    Attributes:
-        name: the dataset's name in job requests.
-        path: absolute path to a CSV file with a header row.
-    """
-
-    name: str
-    path: Path
+    epsilon: float
+    delta: float
 
 
 @dataclass(frozen=True)
@@ -142,12 +172,18 @@ class NodeConfig:
     connect_timeout: float = 30.0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
+    budgets: dict[str, BudgetConfig] = field(default_factory=dict)
     config_path: Path | None = None
 
     @property
     def control_socket(self) -> Path:
         """Path of the node's local control socket (never exposed to peers)."""
         return self.state_dir / "control.sock"
+
+    @property
+    def database(self) -> Path:
+        """The node's SQLite database (audit log and privacy-budget ledger)."""
+        return self.state_dir / "node.db"
 
     @property
     def results_dir(self) -> Path:
@@ -262,18 +298,41 @@ def load_node_config(path: str | Path) -> NodeConfig:
     for kind in allowed_jobs:
         if kind not in KNOWN_JOB_KINDS:
             raise ConfigError(f"[policy].allowed_jobs: unknown job kind {kind!r}")
+    roles_t = policy_t.get("roles", {})
+    if not isinstance(roles_t, dict):
+        raise ConfigError("[policy].roles: expected a table role = [parties]")
+    min_group = policy_t.get("min_group_size", 1)
+    if isinstance(min_group, bool) or not isinstance(min_group, int) or min_group < 1:
+        raise ConfigError("[policy].min_group_size: expected a positive integer")
+    max_jobs = policy_t.get("max_concurrent_jobs", 8)
+    if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
+        raise ConfigError("[policy].max_concurrent_jobs: expected a positive integer")
     policy = PolicyConfig(
         allowed_jobs=allowed_jobs,
         allowed_peers=_str_list("[policy].allowed_peers", policy_t.get("allowed_peers", [])),
+        allowed_receivers=_str_list("[policy].allowed_receivers", policy_t.get("allowed_receivers", [])),
+        roles={role: _str_list(f"[policy].roles.{role}", who) for role, who in roles_t.items()},
+        min_group_size=min_group,
+        max_job_timeout=_positive("[policy].max_job_timeout", policy_t.get("max_job_timeout", 24 * 3600.0)),
+        max_concurrent_jobs=max_jobs,
     )
 
-    datasets: dict[str, DatasetConfig] = {}
     ds_table = data.get("datasets", {})
     if not isinstance(ds_table, dict):
         raise ConfigError(f"{path}: [datasets] must be a table of tables")
-    for ds_name, ds in ds_table.items():
-        _check_keys(f"{path}: [datasets.{ds_name}]", ds, _DATASET_KEYS, {"path"})
-        datasets[ds_name] = DatasetConfig(ds_name, (base / _str(f"[datasets.{ds_name}].path", ds["path"])).resolve())
+    datasets = {ds_name: parse_dataset(ds_name, ds, base) for ds_name, ds in ds_table.items()}
+    budgets: dict[str, BudgetConfig] = {}
+    budgets_t = policy_t.get("budgets", {})
+    if not isinstance(budgets_t, dict):
+        raise ConfigError("[policy].budgets: expected a table dataset = {epsilon, delta}")
+    for ds_name, b in budgets_t.items():
+        if ds_name not in datasets:
+            raise ConfigError(f"[policy].budgets.{ds_name}: no such dataset")
+        _check_keys(f"[policy].budgets.{ds_name}", b, {"epsilon", "delta"}, {"epsilon", "delta"})
+        delta = b["delta"]
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta < 1:
+            raise ConfigError(f"[policy].budgets.{ds_name}.delta: expected a number in [0, 1)")
+        budgets[ds_name] = BudgetConfig(_positive(f"[policy].budgets.{ds_name}.epsilon", b["epsilon"]), float(delta))
 
     return NodeConfig(
         name=_str("[node].name", node["name"]),
@@ -287,6 +346,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         connect_timeout=_positive("[node].connect_timeout", node.get("connect_timeout", 30.0)),
         policy=policy,
         datasets=datasets,
+        budgets=budgets,
         config_path=path,
     )
 
@@ -298,7 +358,8 @@ def write_node_config(
     listen: str,
     federation: str = "federation.toml",
     recv_timeout: float = 30.0,
-    datasets: dict[str, str] | None = None,
+    datasets: dict[str, dict[str, Any]] | None = None,
+    policy: dict[str, Any] | None = None,
     key: str | None = None,
     certificate: str | None = None,
 ) -> Path:
@@ -315,10 +376,10 @@ def write_node_config(
             "recv_timeout": recv_timeout,
             "connect_timeout": 30.0,
         },
-        "policy": {"allowed_jobs": list(KNOWN_JOB_KINDS), "allowed_peers": []},
+        "policy": policy if policy is not None else {"allowed_jobs": list(KNOWN_JOB_KINDS), "allowed_peers": []},
     }
     if datasets:
-        doc["datasets"] = {k: {"path": v} for k, v in datasets.items()}
+        doc["datasets"] = datasets
     out = directory / "node.toml"
     out.write_text(tomli_w.dumps(doc))
     return out

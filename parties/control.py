@@ -3,7 +3,9 @@
 The socket lives in the node's state directory (mode 0700) and is itself mode 0600, so only the
 operator's account can talk to it; it is never exposed to peers (peers reach the node only through
 the authenticated mesh). One request per connection: the client writes one JSON object and a
-newline, the node answers with one JSON object and a newline.
+newline, the node answers with one JSON object and a newline — or, for a streamed request (e.g.
+``submit`` with ``"stream": true``), with a sequence of JSON lines (progress events) ending with
+the final response.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from mpc.errors import ConfigError, MPCError, TransportError
 
-__all__ = ["ControlServer", "request"]
+__all__ = ["ControlServer", "request", "stream"]
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | AsyncIterator[dict[str, Any]]]]
 MAX_REQUEST_BYTES = 1 << 20
 
 
@@ -70,12 +72,36 @@ class ControlServer:
                     resp = await self._handler(req)
                 except MPCError as exc:
                     resp = {"ok": False, "error": exc.code, "message": str(exc)}
-            writer.write(json.dumps(resp).encode() + b"\n")
-            await writer.drain()
+            if isinstance(resp, dict):
+                writer.write(json.dumps(resp).encode() + b"\n")
+                await writer.drain()
+                return
+            async for event in resp:
+                writer.write(json.dumps(event).encode() + b"\n")
+                await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
         finally:
             writer.close()
+
+
+async def _open(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        return await asyncio.wait_for(asyncio.open_unix_connection(str(path), limit=1 << 26), 10)
+    except (FileNotFoundError, ConnectionRefusedError, asyncio.TimeoutError) as exc:
+        raise TransportError(f"no node is listening on {path} ({exc.__class__.__name__})") from None
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    if not line:
+        raise TransportError("node closed the control connection without answering")
+    try:
+        resp = json.loads(line)
+    except ValueError:
+        raise ConfigError("node sent an invalid response") from None
+    if not isinstance(resp, dict):
+        raise ConfigError("node sent an invalid response")
+    return resp
 
 
 async def request(path: Path, req: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]:
@@ -84,10 +110,7 @@ async def request(path: Path, req: dict[str, Any], timeout: float = 600.0) -> di
     Raises:
         TransportError: the node is not running or did not answer in time.
     """
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path), limit=1 << 26), 10)
-    except (FileNotFoundError, ConnectionRefusedError, asyncio.TimeoutError) as exc:
-        raise TransportError(f"no node is listening on {path} ({exc.__class__.__name__})") from None
+    reader, writer = await _open(path)
     try:
         writer.write(json.dumps(req).encode() + b"\n")
         await writer.drain()
@@ -96,10 +119,26 @@ async def request(path: Path, req: dict[str, Any], timeout: float = 600.0) -> di
         raise TransportError(f"node did not answer within {timeout} s") from None
     finally:
         writer.close()
-    if not line:
-        raise TransportError("node closed the control connection without answering")
+    return _parse(line)
+
+
+async def stream(path: Path, req: dict[str, Any], timeout: float = 600.0) -> AsyncIterator[dict[str, Any]]:
+    """Send a streamed request; yield every event line until the connection closes.
+
+    Raises:
+        TransportError: the node is not running, or went silent for ``timeout`` seconds.
+    """
+    reader, writer = await _open(path)
     try:
-        resp = json.loads(line)
-    except ValueError:
-        raise ConfigError("node sent an invalid response") from None
-    return resp
+        writer.write(json.dumps({**req, "stream": True}).encode() + b"\n")
+        await writer.drain()
+        while True:
+            try:
+                line = await asyncio.wait_for(reader.readline(), timeout)
+            except asyncio.TimeoutError:
+                raise TransportError(f"node sent nothing for {timeout} s") from None
+            if not line:
+                return
+            yield _parse(line)
+    finally:
+        writer.close()

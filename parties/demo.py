@@ -6,12 +6,16 @@ What it shows, on 127.0.0.1 only:
    pins every certificate's fingerprint;
 2. three ``mpc-party start`` processes find each other over mutually authenticated TLS 1.3
    websockets (an impostor would be refused before any application message);
-3. hospital-a proposes a ``secure-sum`` job over each hospital's private patient table; every
-   node checks it against its own policy, all agree on the job's hash, and the additive-sharing
-   protocol computes the column totals and means; no hospital's rows or subtotals leave it;
-4. a second job releases its result to hospital-a only;
-5. the demo prints what each party learned, what crossed the wire, and checks the result against
-   the plaintext computation (which only the demo, holding every synthetic table, can do).
+3. hospital-a submits a job manifest (``secure-sum`` over each hospital's private patient
+   table); every node checks it against its own policy, all agree on the manifest's hash, and
+   the additive-sharing protocol computes the column totals and means; no hospital's rows or
+   subtotals leave it;
+4. hospital-b submits a second manifest whose result goes to hospital-a only;
+5. a manifest asking for a column hospital-a does not expose is refused by hospital-a, naming
+   the rule, before anything runs;
+6. the demo prints what each party learned, what crossed the wire, checks the result against
+   the plaintext computation (which only the demo, holding every synthetic table, can do), and
+   prints hospital-a's audit trail.
 """
 
 from __future__ import annotations
@@ -31,12 +35,21 @@ from rich.console import Console
 from rich.table import Table
 
 from mpc.prg import PRG
+from parties.cli import print_audit
 from parties.config import load_federation, load_node_config
+from parties.manifest import load_manifest
 from parties.control import request
 from parties.local import NodeProcesses, create_local_federation
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
 COLUMNS = ("age", "length_of_stay", "readmitted")
+DATASET = {
+    "path": "patients.csv",
+    "id_column": "patient_id",
+    "columns": {"patient_id": "string", "age": "float", "length_of_stay": "float", "readmitted": "int"},
+    "allowed_columns": list(COLUMNS),
+}
+POLICY = {"allowed_jobs": ["secure-sum"], "min_group_size": 100, "max_concurrent_jobs": 4}
 console = Console(width=max(Console().width, 110))
 
 
@@ -49,15 +62,26 @@ def synthetic_patients(name: str, rows: int) -> np.ndarray:
     return np.stack([age, stay, readmitted], axis=1).astype(np.float64)
 
 
-def write_csv(path: Path, data: np.ndarray) -> None:
-    """Write the table with a header row."""
-    lines = [",".join(COLUMNS)] + [",".join(str(int(v)) for v in row) for row in data]
+def write_csv(path: Path, name: str, data: np.ndarray) -> None:
+    """Write the table with a header row and a (synthetic) patient identifier column."""
+    lines = ["patient_id," + ",".join(COLUMNS)]
+    lines += [f"{name[-1]}{i:06d}," + ",".join(str(int(v)) for v in row) for i, row in enumerate(data)]
     path.write_text("\n".join(lines) + "\n")
 
 
-async def submit(cfg_path: Path, **job: Any) -> dict[str, Any]:
-    """Submit a job to a node's control socket, as ``mpc-party sum`` does."""
-    return await request(load_node_config(cfg_path).control_socket, {"op": "submit", **job}, timeout=120)
+def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
+    """Write a job manifest as TOML (what an analyst would write by hand)."""
+    import tomli_w
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(manifest))
+    return path
+
+
+async def submit(cfg_path: Path, manifest_path: Path) -> dict[str, Any]:
+    """Submit a manifest to a node's control socket, as ``mpc-party submit`` does."""
+    manifest = load_manifest(manifest_path).to_dict()
+    return await request(load_node_config(cfg_path).control_socket, {"op": "submit", "manifest": manifest}, timeout=120)
 
 
 async def status(cfg_path: Path) -> dict[str, Any]:
@@ -72,7 +96,7 @@ def show_learned(parties: list[Any], job_id: str) -> None:
         result_file = p.config().results_dir / f"{job_id}.json"
         learned = "nothing (not a receiver)"
         if result_file.exists():
-            res = json.loads(result_file.read_text())["result"]
+            res = json.loads(result_file.read_text())["outputs"]["result"]
             learned = f"rows={res['rows']} " + " ".join(f"{c}={v:.3f}" for c, v in res["mean"].items())
         st = asyncio.run(status(p.config_path))
         job = next(j for j in st["jobs"] if j["job_id"] == job_id)
@@ -94,16 +118,22 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("[bold]1. identities and federation")
     tables = {h: synthetic_patients(h, args.rows) for h in HOSPITALS}
-    datasets = {}
     for h in HOSPITALS:
         (workdir / h).mkdir(parents=True, exist_ok=True)
-        write_csv(workdir / h / "patients.csv", tables[h])
-        datasets[h] = {"patients": "patients.csv"}
-    parties = create_local_federation(workdir, HOSPITALS, recv_timeout=20.0, datasets=datasets)
+        write_csv(workdir / h / "patients.csv", h, tables[h])
+    parties = create_local_federation(
+        workdir,
+        HOSPITALS,
+        recv_timeout=20.0,
+        datasets={h: {"patients": DATASET} for h in HOSPITALS},
+        policies={h: POLICY for h in HOSPITALS},
+    )
     for member in load_federation(workdir / "federation.toml"):
         console.print(f"  {member.name:<11} {member.host}:{member.port}  sha256 {member.fingerprint[:32]}...")
 
     console.rule("[bold]2. three node processes connect (mutual TLS 1.3, pinned certificates)")
+    everyone = {"parties": list(HOSPITALS), "inputs": {h: {"dataset": "patients", "columns": list(COLUMNS)} for h in HOSPITALS}}
+    jobs = workdir / "jobs"
     with NodeProcesses(parties) as nodes:
         asyncio.run(nodes.wait_ready(timeout=60))
         for p in parties:
@@ -112,34 +142,49 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"  {p.name:<11} pid {nodes.procs[p.name].pid:<7} peers {peers}")
 
         console.rule("[bold]3. secure-sum of patient columns, result to every hospital")
-        console.print(f"  $ mpc-party sum --config {parties[0].config_path} --dataset patients --columns {','.join(COLUMNS)}")
-        params = {"dataset": "patients", "columns": list(COLUMNS), "scale_bits": 16}
-        resp = asyncio.run(submit(parties[0].config_path, kind="secure-sum", params=params))
+        m1 = write_manifest(jobs / "means.toml", {"kind": "secure-sum", "name": "patient means", **everyone, "outputs": {"result": list(HOSPITALS)}})
+        console.print(f"  $ mpc-party submit {m1} --config {parties[0].config_path}")
+        resp = asyncio.run(submit(parties[0].config_path, m1))
         if not resp.get("ok"):
             console.print(f"[red]job failed: {resp}")
             return 1
         job_id = resp["job"]["job_id"]
-        console.print(f"  job {job_id} agreed by all parties, hash {resp['job']['hash'][:16]}...")
+        console.print(f"  job {job_id} agreed by all parties, manifest sha256 {resp['job']['hash'][:16]}...")
         show_learned(parties, job_id)
 
         everything = np.concatenate([tables[h] for h in HOSPITALS])
         expected = everything.mean(axis=0)
-        got = np.array([resp["result"]["mean"][c] for c in COLUMNS])
-        ok = resp["result"]["rows"] == everything.shape[0] and np.allclose(got, expected, atol=1e-4)
+        got = np.array([resp["outputs"]["result"]["mean"][c] for c in COLUMNS])
+        ok = resp["outputs"]["result"]["rows"] == everything.shape[0] and np.allclose(got, expected, atol=1e-4)
         console.print(
             f"  plaintext check (only this demo holds every table): means {np.round(expected, 4).tolist()} "
             + ("[green]match[/green]" if ok else "[red]MISMATCH[/red]")
         )
 
-        console.rule("[bold]4. the same job, result released to hospital-a only")
-        resp2 = asyncio.run(submit(parties[1].config_path, kind="secure-sum", params=params, receivers=["hospital-a"]))
+        console.rule("[bold]4. hospital-b submits the same sum, result released to hospital-a only")
+        m2 = write_manifest(jobs / "means-to-a.toml", {"kind": "secure-sum", "name": "means for hospital-a", **everyone, "outputs": {"result": ["hospital-a"]}})
+        resp2 = asyncio.run(submit(parties[1].config_path, m2))
         if not resp2.get("ok"):
             console.print(f"[red]job failed: {resp2}")
             return 1
         show_learned(parties, resp2["job"]["job_id"])
         ok = ok and not (parties[1].config().results_dir / f"{resp2['job']['job_id']}.json").exists()
 
-        console.rule("[bold]5. stopping the nodes (SIGTERM)")
+        console.rule("[bold]5. hospital-c asks for a column hospital-a does not expose: hospital-a refuses")
+        bad_inputs = {h: {"dataset": "patients", "columns": ["age"]} for h in HOSPITALS}
+        bad_inputs["hospital-a"] = {"dataset": "patients", "columns": ["patient_id"]}
+        bad = {**everyone, "inputs": bad_inputs}
+        m3 = write_manifest(jobs / "identifiers.toml", {"kind": "secure-sum", "name": "sum of identifiers", **bad, "outputs": {"result": ["hospital-c"]}})
+        resp3 = asyncio.run(submit(parties[2].config_path, m3))
+        console.print(f"  refused: rule [bold]{resp3.get('rule')}[/bold]: {resp3.get('message')}")
+        console.print("  nothing ran: no protocol message was sent, no output exists anywhere")
+        ok = ok and not resp3.get("ok") and resp3.get("rule") == "columns"
+
+        console.rule("[bold]6. hospital-a's audit trail (append-only, SQLite)")
+        entries = asyncio.run(request(parties[0].config().control_socket, {"op": "audit"}, timeout=10))["entries"]
+        print_audit(entries)
+
+        console.rule("[bold]7. stopping the nodes (SIGTERM)")
     codes = nodes.stop()
     console.print(f"  exit codes {codes}; logs in {workdir}/*/state/node.log")
     console.print(f"demo finished in {time.monotonic() - t0:.1f} s: " + ("[green]OK" if ok else "[red]FAILED"))

@@ -1,199 +1,89 @@
-"""Job specifications, the policy check each node applies, and the built-in job programs.
+"""Built-in job kinds: what each computes, what it needs, and how it runs on a node.
 
-A job is agreed by every participating node before the first protocol message: the proposer
-sends the spec and its SHA-256 hash, each node recomputes the hash (a spec changed in flight is
-refused), checks it against its own policy and datasets, and only then opens the job's session.
-
-Built-in jobs (this module grows with the issues):
+A :class:`JobKind` declares the outputs it produces, the roles it needs, whether every party
+provides an input, whether it is a statistic (the node's minimum group size applies) and whether
+it spends privacy budget; its ``run`` receives a :class:`JobContext` holding this party's session,
+the agreed manifest and only the columns the manifest names for this party, and returns the
+outputs this party receives.
 
 ``secure-sum``
-    Each party reads the named numeric columns of its local dataset, sums them locally (fixed
-    point, ``scale_bits`` fractional bits) and appends its row count; the parties run the
-    additive-sharing secure sum (``protocols.secure_sum``) and only the receivers learn the
-    column totals, the total row count and the means. What leaks: exactly those aggregates.
-    Threat model: that of ``protocols.secure_sum`` (semi-honest; n-1 colluders learn nothing more).
+    Each party sums the named numeric columns of its dataset locally (fixed point,
+    ``params.scale_bits`` fractional bits, default 16) and appends its row count; the additive
+    sharing secure sum (:mod:`protocols.secure_sum`) gives the receivers of output ``result``
+    the column totals, the total row count and the means, and nothing else. Threat model: that
+    of ``protocols.secure_sum`` (semi-honest; up to n-1 colluders learn nothing more than the
+    output). Every party must name the same number of columns; names come from the first party.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
-import os
-import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 
-from mpc.errors import ConfigError, PolicyRefused, ProtocolViolation
+from mpc.errors import ConfigError
 from mpc.ring import decode_int, encode_int
 from mpc.session import Session
-from parties.config import KNOWN_JOB_KINDS, NodeConfig
+from parties.manifest import Manifest
 from protocols.secure_sum import secure_sum_to
-from transport.identity import Federation
 
-__all__ = ["JobSpec", "check_policy", "new_job_id", "run_job", "load_columns", "job_spec_from_dict"]
+__all__ = ["JobContext", "JobKind", "JOB_KINDS", "get_kind", "encode_column_sums", "decode_column_sums"]
 
-_JOB_ID = re.compile(r"[0-9a-f]{32}")
 MAX_SCALE_BITS = 30
-MAX_ROWS = 50_000_000
+
+
+@dataclass
+class JobContext:
+    """What a job's ``run`` sees at one party.
+
+    Attributes:
+        session: this party's session (party ids in manifest party order).
+        manifest: the agreed manifest.
+        party: this party's name.
+        data: this party's input columns (only those the manifest names), or empty.
+        progress: call with a fraction in [0, 1] and a label to report progress.
+    """
+
+    session: Session
+    manifest: Manifest
+    party: str
+    data: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[float, str], None] = lambda fraction, label: None
+
+    def receiver_ids(self, output: str) -> list[int]:
+        """Party ids of the receivers of ``output``."""
+        return [self.manifest.parties.index(r) for r in self.manifest.outputs[output]]
+
+    def columns_matrix(self) -> np.ndarray:
+        """This party's numeric input columns as a (rows, columns) float64 matrix."""
+        spec = self.manifest.inputs[self.party]
+        cols = [np.asarray(self.data[c], dtype=np.float64) for c in spec.columns]
+        return np.stack(cols, axis=1) if cols else np.zeros((0, 0))
+
+
+RunFn = Callable[[JobContext], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
-class JobSpec:
-    """What a job computes, among whom, and who receives the output.
+class JobKind:
+    """A built-in job kind (see the module docstring)."""
 
-    Attributes:
-        job_id: 32 hex chars, unique per job (also the session id).
-        kind: job kind (e.g. ``"secure-sum"``).
-        proposer: the party that proposed the job.
-        parties: the participating parties (names); order defines party ids.
-        receivers: the parties that receive the output.
-        params: kind-specific parameters (JSON-compatible).
-    """
-
-    job_id: str
-    kind: str
-    proposer: str
-    parties: tuple[str, ...]
-    receivers: tuple[str, ...]
-    params: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-compatible dict (the canonical form that is hashed)."""
-        return {
-            "job_id": self.job_id,
-            "kind": self.kind,
-            "proposer": self.proposer,
-            "parties": list(self.parties),
-            "receivers": list(self.receivers),
-            "params": self.params,
-        }
-
-    def digest(self) -> str:
-        """SHA-256 of the canonical JSON encoding, hex."""
-        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(canon.encode()).hexdigest()
+    name: str
+    outputs: tuple[str, ...]
+    run: RunFn
+    roles: tuple[str, ...] = ()
+    inputs: str = "all"  # "all": every party gives an input; "none": no dataset is read
+    statistics: bool = False
+    dp: bool = False
+    check_params: Callable[[Manifest], None] = lambda manifest: None
 
 
-def new_job_id() -> str:
-    """A fresh random job id (128 bits from the OS CSPRNG)."""
-    return os.urandom(16).hex()
-
-
-def job_spec_from_dict(data: Any) -> JobSpec:
-    """Validate a job spec received from a peer or the CLI.
-
-    Raises:
-        ProtocolViolation: the spec is malformed.
-    """
-    if not isinstance(data, dict) or set(data) != {"job_id", "kind", "proposer", "parties", "receivers", "params"}:
-        raise ProtocolViolation("malformed job spec")
-    job_id, kind, proposer = data["job_id"], data["kind"], data["proposer"]
-    parties, receivers, params = data["parties"], data["receivers"], data["params"]
-    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-        raise ProtocolViolation("malformed job id")
-    if not isinstance(kind, str) or not isinstance(proposer, str) or not isinstance(params, dict):
-        raise ProtocolViolation("malformed job spec")
-    for group in (parties, receivers):
-        if not isinstance(group, list) or not all(isinstance(p, str) for p in group):
-            raise ProtocolViolation("malformed party list")
-    return JobSpec(job_id, kind, proposer, tuple(parties), tuple(receivers), params)
-
-
-def check_policy(spec: JobSpec, config: NodeConfig, federation: Federation, *, sender: str | None) -> None:
-    """Check a job against this node's policy and data; raise naming the refusing rule.
-
-    Args:
-        spec: the proposed job.
-        config: this node's configuration.
-        federation: the pinned federation.
-        sender: the authenticated peer that sent the proposal (``None`` for a local submission).
-
-    Raises:
-        PolicyRefused: with ``rule`` naming the rule that refused.
-    """
-    me = config.name
-    if sender is not None and sender != spec.proposer:
-        raise PolicyRefused(f"proposal from {sender} claims proposer {spec.proposer}", rule="proposer-mismatch")
-    if spec.kind not in KNOWN_JOB_KINDS:
-        raise PolicyRefused(f"unknown job kind {spec.kind!r}", rule="unknown-job-kind")
-    if spec.kind not in config.policy.allowed_jobs:
-        raise PolicyRefused(f"job kind {spec.kind!r} not allowed by policy", rule="allowed_jobs")
-    if len(spec.parties) < 2 or len(set(spec.parties)) != len(spec.parties):
-        raise PolicyRefused("a job needs two or more distinct parties", rule="parties")
-    if me not in spec.parties or spec.proposer not in spec.parties:
-        raise PolicyRefused("this node or the proposer is not a party of the job", rule="parties")
-    for p in spec.parties:
-        if p not in federation:
-            raise PolicyRefused(f"party {p!r} is not in the federation", rule="federation")
-        if p != me and config.policy.allowed_peers and p not in config.policy.allowed_peers:
-            raise PolicyRefused(f"peer {p!r} not allowed by policy", rule="allowed_peers")
-    if not spec.receivers or not set(spec.receivers) <= set(spec.parties):
-        raise PolicyRefused("receivers must be parties of the job", rule="receivers")
-    if spec.kind == "secure-sum":
-        _check_sum_params(spec.params, config)
-
-
-def _check_sum_params(params: dict[str, Any], config: NodeConfig) -> None:
-    if set(params) != {"dataset", "columns", "scale_bits"}:
-        raise PolicyRefused("secure-sum needs exactly dataset, columns, scale_bits", rule="params")
-    dataset, columns, scale_bits = params["dataset"], params["columns"], params["scale_bits"]
-    if not isinstance(scale_bits, int) or not 0 <= scale_bits <= MAX_SCALE_BITS:
-        raise PolicyRefused(f"scale_bits must be in [0, {MAX_SCALE_BITS}]", rule="params")
-    if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
-        raise PolicyRefused("columns must be a non-empty list of names", rule="params")
-    if not isinstance(dataset, str) or dataset not in config.datasets:
-        raise PolicyRefused(f"unknown dataset {dataset!r}", rule="datasets")
-    header = _read_header(config.datasets[dataset].path)
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise PolicyRefused(f"dataset {dataset!r} has no column(s) {', '.join(missing)}", rule="columns")
-
-
-def _read_header(path: os.PathLike[str]) -> list[str]:
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            return next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read dataset {path}: {exc}") from None
-
-
-def load_columns(path: os.PathLike[str], columns: list[str]) -> np.ndarray:
-    """Read numeric ``columns`` of a CSV file with a header row into a float64 array (rows, cols).
-
-    Raises:
-        ConfigError: unreadable file, missing column, non-numeric or non-finite value.
-    """
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise ConfigError(f"dataset {path} is empty")
-            try:
-                idx = [header.index(c) for c in columns]
-            except ValueError:
-                raise ConfigError(f"dataset {path} lacks a requested column") from None
-            rows = []
-            for lineno, row in enumerate(reader, start=2):
-                if len(rows) >= MAX_ROWS:
-                    raise ConfigError(f"dataset {path} has more than {MAX_ROWS} rows")
-                try:
-                    rows.append([float(row[i]) for i in idx])
-                except (ValueError, IndexError):
-                    raise ConfigError(f"dataset {path} line {lineno}: non-numeric or missing value") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read dataset {path}: {exc}") from None
-    data = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
-    if not np.all(np.isfinite(data)):
-        raise ConfigError(f"dataset {path} has non-finite values")
-    return data
+# ----------------------------------------------------------------------------- secure-sum
 
 
 def encode_column_sums(data: np.ndarray, scale_bits: int) -> np.ndarray:
-    """Local contribution of a party to secure-sum: fixed-point column sums, then the row count.
+    """A party's contribution to secure-sum: fixed-point column sums, then its row count.
 
     Raises:
         ConfigError: if a sum does not fit the signed 64-bit range at this scale.
@@ -217,19 +107,39 @@ def decode_column_sums(total: np.ndarray, columns: list[str], scale_bits: int) -
     }
 
 
-async def run_job(session: Session, spec: JobSpec, config: NodeConfig) -> dict[str, Any] | None:
-    """Run a job's protocol on this node; returns the output if this node is a receiver.
+def _check_sum(manifest: Manifest) -> None:
+    unknown = set(manifest.params) - {"scale_bits"}
+    if unknown:
+        raise ConfigError(f"secure-sum: unknown parameter(s) {', '.join(sorted(unknown))}")
+    scale_bits = manifest.params.get("scale_bits", 16)
+    if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or not 0 <= scale_bits <= MAX_SCALE_BITS:
+        raise ConfigError(f"secure-sum: scale_bits must be an integer in [0, {MAX_SCALE_BITS}]")
+    widths = {len(spec.columns) for spec in manifest.inputs.values()}
+    if len(widths) != 1:
+        raise ConfigError("secure-sum: every party must name the same number of columns")
 
-    Raises:
-        ConfigError: unknown job kind or unreadable local data.
-    """
-    if spec.kind == "secure-sum":
-        params = spec.params
-        data = load_columns(config.datasets[params["dataset"]].path, params["columns"])
-        contribution = encode_column_sums(data, params["scale_bits"])
-        receivers = [spec.parties.index(r) for r in spec.receivers]
-        total = await secure_sum_to(session, contribution, receivers)
-        if total is None:
-            return None
-        return decode_column_sums(total, params["columns"], params["scale_bits"])
-    raise ConfigError(f"unknown job kind {spec.kind!r}")
+
+async def _run_sum(ctx: JobContext) -> dict[str, Any]:
+    scale_bits = int(ctx.manifest.params.get("scale_bits", 16))
+    ctx.progress(0.1, "local sums")
+    contribution = encode_column_sums(ctx.columns_matrix(), scale_bits)
+    ctx.progress(0.3, "secure sum")
+    total = await secure_sum_to(ctx.session, contribution, ctx.receiver_ids("result"))
+    ctx.progress(1.0, "done")
+    if total is None:
+        return {}
+    names = list(ctx.manifest.inputs[ctx.manifest.parties[0]].columns)
+    return {"result": decode_column_sums(total, names, scale_bits)}
+
+
+JOB_KINDS: dict[str, JobKind] = {
+    kind.name: kind
+    for kind in (
+        JobKind("secure-sum", outputs=("result",), run=_run_sum, statistics=True, check_params=_check_sum),
+    )
+}
+
+
+def get_kind(name: str) -> JobKind | None:
+    """The job kind called ``name``, if any."""
+    return JOB_KINDS.get(name)

@@ -66,7 +66,8 @@ def create_local_federation(
     host: str = "127.0.0.1",
     ports: Sequence[int] | None = None,
     recv_timeout: float = 30.0,
-    datasets: dict[str, dict[str, str]] | None = None,
+    datasets: dict[str, dict[str, dict[str, Any]]] | None = None,
+    policies: dict[str, dict[str, Any]] | None = None,
 ) -> list[LocalParty]:
     """Create identities, node configs and one shared federation file under ``directory``.
 
@@ -76,7 +77,9 @@ def create_local_federation(
         host: address every node listens on.
         ports: one port per party (default: free ports).
         recv_timeout: the nodes' receive timeout.
-        datasets: per party name, mapping dataset name -> CSV path (relative to its directory).
+        datasets: per party name, its ``[datasets]`` tables (dataset name -> path, columns...),
+            paths relative to the party's directory.
+        policies: per party name, its ``[policy]`` table (default: every job kind allowed).
 
     Raises:
         ConfigError: if a party directory already holds a key (keys are never overwritten).
@@ -96,6 +99,7 @@ def create_local_federation(
             federation="../federation.toml",
             recv_timeout=recv_timeout,
             datasets=(datasets or {}).get(name),
+            policy=(policies or {}).get(name),
         )
         parties.append(LocalParty(name, pdir, cfg))
         peers.append(PeerInfo.from_certificate(name, host, port, identity.cert_path))

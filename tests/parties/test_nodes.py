@@ -1,11 +1,12 @@
-"""Real node processes (mpc-party start) on 127.0.0.1 over mutually authenticated TLS websockets."""
+"""Real node processes (mpc-party start) on 127.0.0.1: jobs by manifest, policies, audit, failures."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import signal
-import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,14 +14,23 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from mpc.errors import HandshakeFailed
 from parties.config import load_federation
 from parties.control import request
 from parties.local import LocalParty, NodeProcesses, create_local_federation
 from transport.identity import Federation, PeerInfo, generate_identity
 
 NAMES = ("hospital-a", "hospital-b", "hospital-c")
-ROWS = {"hospital-a": [[30, 2.5], [41, 3]], "hospital-b": [[50, 1], [60, 7], [25, 0.5]], "hospital-c": [[70, 10]]}
+ROWS = {"hospital-a": [[30, 2.5], [41, 3]], "hospital-b": [[50, 1], [60, 7], [25, 0.5]], "hospital-c": [[70, 10], [20, 1]]}
+BIG_ROWS = 600_000  # hospital-c's "big" dataset: reading it takes long enough to act mid-job
+DATASET = {"path": "patients.csv", "columns": {"age": "float", "stay": "float", "pid": "string"}, "allowed_columns": ["age", "stay"]}
+BIG = {"path": "big.csv", "columns": {"age": "float", "stay": "float"}}
+# hospital-c lets only hospital-a and itself receive outputs of jobs on its data; so by default
+# jobs here release their output to those two.
+POLICIES: dict[str, dict[str, Any]] = {
+    "hospital-a": {"allowed_jobs": ["secure-sum"], "min_group_size": 2},
+    "hospital-b": {"allowed_jobs": ["secure-sum"], "min_group_size": 2, "allowed_receivers": ["hospital-a", "hospital-b", "hospital-c"]},
+    "hospital-c": {"allowed_jobs": ["secure-sum"], "min_group_size": 2, "allowed_receivers": ["hospital-a", "hospital-c"]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +38,13 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[
     base = tmp_path_factory.mktemp("fed")
     for name, rows in ROWS.items():
         (base / name).mkdir()
-        lines = ["age,stay"] + [f"{a},{s}" for a, s in rows]
+        lines = ["age,stay,pid"] + [f"{a},{s},{name}-{i}" for i, (a, s) in enumerate(rows)]
         (base / name / "patients.csv").write_text("\n".join(lines) + "\n")
-    parties = create_local_federation(base, NAMES, recv_timeout=3.0, datasets={n: {"patients": "patients.csv"} for n in NAMES})
+    (base / "hospital-c" / "big.csv").write_text("age,stay\n" + "30,2\n" * BIG_ROWS)
+    datasets = {n: {"patients": DATASET} for n in NAMES}
+    datasets["hospital-c"]["patients"] = {**DATASET, "path": "patients.csv"}
+    datasets["hospital-c"]["big"] = BIG
+    parties = create_local_federation(base, NAMES, recv_timeout=3.0, datasets=datasets, policies=POLICIES)
     nodes = NodeProcesses(parties)
     nodes.start()
     try:
@@ -40,96 +54,225 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[
         nodes.stop()
 
 
-def control(party: LocalParty, req: dict[str, Any]) -> dict[str, Any]:
-    return asyncio.run(request(party.config().control_socket, req, timeout=60))
+def control(party: LocalParty, req: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    return asyncio.run(request(party.config().control_socket, req, timeout=timeout))
 
 
-def submit_sum(party: LocalParty, **extra: Any) -> dict[str, Any]:
-    params = {"dataset": "patients", "columns": ["age", "stay"], "scale_bits": 16}
-    params.update(extra.pop("params", {}))
-    return control(party, {"op": "submit", "kind": "secure-sum", "params": params, **extra})
+def manifest(parties: tuple[str, ...] = NAMES, receivers: list[str] | None = None, columns: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    m: dict[str, Any] = {
+        "kind": "secure-sum",
+        "parties": list(parties),
+        "inputs": {p: {"dataset": "patients", "columns": columns or ["age", "stay"]} for p in parties},
+        "outputs": {"result": receivers or [p for p in parties if p != "hospital-b"]},
+        "timeout": 60,
+    }
+    m.update(extra)
+    return m
+
+
+def submit(party: LocalParty, m: dict[str, Any]) -> dict[str, Any]:
+    return control(party, {"op": "submit", "manifest": m})
 
 
 def all_rows() -> np.ndarray:
     return np.array([r for rows in ROWS.values() for r in rows], dtype=float)
 
 
-def log_of(party: LocalParty) -> str:
-    return (party.config().state_dir / "node.log").read_text()
+def result_file(party: LocalParty, job_id: str) -> Path:
+    return party.config().results_dir / f"{job_id}.json"
 
 
-def test_secure_sum_reaches_every_party(federation: tuple[list[LocalParty], NodeProcesses]) -> None:
+def audit(party: LocalParty, job_id: str) -> list[dict[str, Any]]:
+    return control(party, {"op": "audit", "job_id": job_id})["entries"]
+
+
+def test_job_runs_and_every_step_is_audited(federation: tuple[list[LocalParty], NodeProcesses]) -> None:
     parties, _ = federation
-    resp = submit_sum(parties[0])
+    resp = submit(parties[0], manifest())
     assert resp["ok"], resp
-    job_id = resp["job"]["job_id"]
+    job_id, digest = resp["job"]["job_id"], resp["job"]["hash"]
     data = all_rows()
-    for p in parties:
-        doc = json.loads((p.config().results_dir / f"{job_id}.json").read_text())
-        assert doc["hash"] == resp["job"]["hash"]
-        assert doc["result"]["rows"] == len(data)
-        assert doc["result"]["sum"]["age"] == pytest.approx(data[:, 0].sum(), abs=1e-4)
-        assert doc["result"]["mean"]["stay"] == pytest.approx(data[:, 1].mean(), abs=1e-4)
-    st = control(parties[1], {"op": "jobs"})
-    job = next(j for j in st["jobs"] if j["job_id"] == job_id)
-    assert job["state"] == "done" and job["stats"]["bytes_sent"] > 0 and job["stats"]["rounds"] == 2
+    assert {p: s["state"] for p, s in resp["parties"].items()} == {n: "done" for n in NAMES}
+    assert not result_file(parties[1], job_id).exists()
+    for p in (parties[0], parties[2]):
+        doc = json.loads(result_file(p, job_id).read_text())
+        assert doc["manifest_hash"] == digest
+        out = doc["outputs"]["result"]
+        assert out["rows"] == len(data)
+        assert out["sum"]["age"] == pytest.approx(data[:, 0].sum(), abs=1e-4)
+        assert out["mean"]["stay"] == pytest.approx(data[:, 1].mean(), abs=1e-4)
+    events_a = [e["event"] for e in audit(parties[0], job_id)]
+    assert events_a == ["proposed", "started", "finished", "released"]
+    for p in parties[1:]:
+        entries = audit(p, job_id)
+        assert [e["event"] for e in entries] == ["accepted", "started", "finished", "released"]
+        assert entries[-1]["detail"]["received_here"] == (p.name == "hospital-c")
+        assert all(e["manifest_hash"] == digest for e in entries)
+        assert entries[0]["detail"]["proposer"] == "hospital-a"
+        finished = entries[2]["detail"]
+        assert finished["state"] == "done" and finished["bytes_sent"] > 0 and finished["rounds"] == 2
 
 
 def test_only_named_receiver_gets_the_output(federation: tuple[list[LocalParty], NodeProcesses]) -> None:
     parties, _ = federation
-    resp = submit_sum(parties[1], receivers=["hospital-c"])
-    assert resp["ok"] and resp["result"] is None
+    resp = submit(parties[1], manifest(receivers=["hospital-c"]))
+    assert resp["ok"] and resp["outputs"] == {}, resp
     job_id = resp["job"]["job_id"]
-    assert (parties[2].config().results_dir / f"{job_id}.json").exists()
-    assert not (parties[0].config().results_dir / f"{job_id}.json").exists()
-    assert not (parties[1].config().results_dir / f"{job_id}.json").exists()
+    assert result_file(parties[2], job_id).exists()
+    assert not result_file(parties[0], job_id).exists() and not result_file(parties[1], job_id).exists()
+    assert control(parties[2], {"op": "result", "job_id": job_id})["ok"]
+    assert not control(parties[1], {"op": "result", "job_id": job_id})["ok"]
+    released = [e for e in audit(parties[0], job_id) if e["event"] == "released"]
+    assert released[0]["detail"] == {"output": "result", "receivers": ["hospital-c"], "received_here": False}
 
 
-def test_refusal_names_the_rule_and_is_logged(federation: tuple[list[LocalParty], NodeProcesses]) -> None:
+@pytest.mark.parametrize(
+    "proposer,m,rule,refuser",
+    [
+        (0, manifest(columns=["pid"]), "columns", None),  # refused by the proposer itself
+        (0, {**manifest(), "inputs": {**manifest()["inputs"], "hospital-b": {"dataset": "nope", "columns": ["age", "stay"]}}}, "datasets", "hospital-b"),
+        (0, {**manifest(), "inputs": {**manifest()["inputs"], "hospital-c": {"dataset": "patients", "columns": ["age", "pid"]}}}, "columns", "hospital-c"),
+        (0, manifest(receivers=["hospital-b"]), "receivers", "hospital-c"),
+        (0, manifest(parties=("hospital-a", "mallory")), "federation", None),
+        (0, manifest(receivers=["mallory"]), "manifest", None),
+        (1, manifest(kind="psi-everything"), "unknown-job-kind", None),
+    ],
+)
+def test_refusals(federation: tuple[list[LocalParty], NodeProcesses], proposer: int, m: dict[str, Any], rule: str, refuser: str | None) -> None:
     parties, _ = federation
-    resp = submit_sum(parties[0], params={"columns": ["ssn"]})
-    assert not resp["ok"] and resp["rule"] == "columns"  # refused by the proposer's own policy first
-    # A column only hospital-a lacks is refused by hospital-a; proposed by hospital-b.
-    resp = submit_sum(parties[1], params={"dataset": "nope"})
-    assert not resp["ok"]
-    resp = control(parties[0], {"op": "submit", "kind": "secure-sum", "parties": ["hospital-a", "mallory"], "params": {"dataset": "patients", "columns": ["age"], "scale_bits": 16}})
-    assert not resp["ok"] and resp["rule"] == "federation"
+    before = {p.name: set(p.config().results_dir.iterdir()) for p in parties}
+    resp = submit(parties[proposer], m)
+    assert not resp["ok"] and resp["rule"] == rule, resp
+    if refuser is not None:
+        job_id = resp["job"]["job_id"]
+        assert resp["job"]["state"] == "refused"
+        assert any(r["party"] == refuser and r["rule"] == rule for r in resp["refusals"])
+        refusing = next(p for p in parties if p.name == refuser)
+        entry = audit(refusing, job_id)[-1]
+        assert entry["event"] == "refused" and entry["detail"]["rule"] == rule
+        log = (refusing.config().state_dir / "node.log").read_text()
+        assert f"rule {rule}" in log
+        for p in parties:  # nothing ran anywhere
+            assert not any(e["event"] == "started" for e in audit(p, job_id))
+    assert {p.name: set(p.config().results_dir.iterdir()) for p in parties} == before
+
+
+def run_in_background(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        box["value"] = fn()
+
+    t = threading.Thread(target=target)
+    t.start()
+    return t, box
+
+
+def big_manifest() -> dict[str, Any]:
+    m = manifest(columns=["age", "stay"])
+    m["inputs"]["hospital-c"] = {"dataset": "big", "columns": ["age", "stay"]}
+    return m
+
+
+def wait_state(party: LocalParty, *states: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = control(party, {"op": "jobs"})["jobs"]
+        running = [j for j in jobs if j["state"] in states]
+        if running:
+            return str(running[-1]["job_id"])
+        time.sleep(0.02)
+    raise AssertionError(f"no job reached {states}")
+
+
+def test_second_submission_of_a_running_job_is_refused(federation: tuple[list[LocalParty], NodeProcesses]) -> None:
+    parties, _ = federation
+    thread, box = run_in_background(lambda: submit(parties[0], big_manifest()))
+    wait_state(parties[0], "running")
+    again = submit(parties[0], big_manifest())
+    thread.join()
+    assert not again["ok"] and again["rule"] == "duplicate-job"
+    assert box["value"]["ok"], box["value"]
+    assert box["value"]["outputs"]["result"]["rows"] == 5 + BIG_ROWS
+
+
+def test_node_killed_mid_job_fails_everywhere_consistently(federation: tuple[list[LocalParty], NodeProcesses]) -> None:
+    parties, nodes = federation
+    thread, box = run_in_background(lambda: submit(parties[0], big_manifest()))
+    # hospital-c accepted (or started) the job; it still has to read its big dataset.
+    job_id = wait_state(parties[2], "accepted", "running")
+    nodes.signal("hospital-c", signal.SIGKILL)
+    thread.join(timeout=60)
+    resp = box["value"]
+    assert not resp["ok"] and resp["job"]["state"] == "failed"
+    assert "peer-unavailable" in resp["error"] or "abort" in resp["error"]
+    for p in parties[:2]:
+        job = next(j for j in control(p, {"op": "jobs"})["jobs"] if j["job_id"] == job_id)
+        assert job["state"] == "failed" and job["error"]
+        events = [e["event"] for e in audit(p, job_id)]
+        assert events[-2:] == ["failed", "finished"] or events[-2:] == ["finished", "failed"] or "failed" in events
+        assert "released" not in events and not result_file(p, job_id).exists()
+    # Restart hospital-c: the federation heals and jobs run again.
+    nodes.start("hospital-c")
+    asyncio.run(nodes.wait_ready(timeout=60))
+    resp = submit(parties[0], manifest())
+    assert resp["ok"], resp
+
+
+def test_cancel_from_the_cli(federation: tuple[list[LocalParty], NodeProcesses]) -> None:
+    parties, _ = federation
+    thread, box = run_in_background(lambda: submit(parties[0], big_manifest()))
+    job_id = wait_state(parties[1], "running")
+    resp = control(parties[1], {"op": "cancel", "job_id": job_id[:8]})  # hospital-c is still reading
+    assert resp["ok"]
+    thread.join(timeout=60)
+    assert not box["value"]["ok"]
+    for p in parties:
+        job = next(j for j in control(p, {"op": "jobs"})["jobs"] if j["job_id"] == job_id)
+        assert job["state"] in ("cancelled", "failed"), job
+        assert not result_file(p, job_id).exists()
+    assert next(j for j in control(parties[1], {"op": "jobs"})["jobs"] if j["job_id"] == job_id)["state"] == "cancelled"
 
 
 def test_impostor_is_refused_and_nodes_keep_serving(federation: tuple[list[LocalParty], NodeProcesses], tmp_path: Path) -> None:
     parties, _ = federation
     from transport.tls import client_context
+    from transport.websocket import MESH_PATH, PARTY_HEADER
 
     real = load_federation(parties[0].config().federation_path)
-    # A fresh key claiming to be hospital-a (a member that dials hospital-c).
-    fake = generate_identity("hospital-a", tmp_path / "fake")
-    fake_fed = Federation(
-        tuple(PeerInfo.from_certificate("hospital-a", "127.0.0.1", 1, fake.cert_path) if p.name == "hospital-a" else p for p in real)
-    )
     target = real.by_name("hospital-c")
 
-    async def attempt() -> None:
+    async def attempt(identity: Any, fed: Federation, claim: str) -> None:
         from websockets.asyncio.client import connect
 
-        ctx = client_context(fake, fake_fed)
         async with connect(
-            f"wss://{target.host}:{target.port}/",
-            ssl=ctx,
-            server_hostname="hospital-c",
-            additional_headers={"MPC-Party": "hospital-a"},
+            f"wss://{target.host}:{target.port}{MESH_PATH}",
+            ssl=client_context(identity, fed),
+            additional_headers={PARTY_HEADER: claim},
             open_timeout=5,
+            proxy=None,
         ) as ws:
             await ws.send(b"hello")
             await ws.recv()
 
-    with pytest.raises(Exception) as info:
-        asyncio.run(attempt())
-    assert not isinstance(info.value, AssertionError)
+    # 1. a fresh key claiming to be hospital-a: not in the trust store, TLS fails.
+    fake = generate_identity("hospital-a", tmp_path / "fake")
+    fake_fed = Federation(tuple(PeerInfo.from_certificate("hospital-a", "127.0.0.1", 1, fake.cert_path) if p.name == "hospital-a" else p for p in real))
+    with pytest.raises(Exception):
+        asyncio.run(attempt(fake, fake_fed, "hospital-a"))
+    # 2. a genuine member (hospital-b's key) claiming to be hospital-a: refused before any message.
+    from transport.identity import Identity
+
+    b_cfg = parties[1].config()
+    b_identity = Identity("hospital-b", b_cfg.key_path, b_cfg.cert_path)
+    with pytest.raises(Exception):
+        asyncio.run(attempt(b_identity, real, "hospital-a"))
+    log = parties[2].config().state_dir / "node.log"
     deadline = time.monotonic() + 5
-    while "refus" not in log_of(parties[2]).lower() and time.monotonic() < deadline:
+    while log.read_text().lower().count("refus") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert "refus" in log_of(parties[2]).lower()
-    resp = submit_sum(parties[2])
+    assert log.read_text().lower().count("refus") >= 2
+    resp = submit(parties[2], manifest(receivers=["hospital-c"]))
     assert resp["ok"], resp
 
 
@@ -138,36 +281,38 @@ def test_silent_peer_fails_the_proposal_within_timeout(federation: tuple[list[Lo
     nodes.signal("hospital-c", signal.SIGSTOP)
     try:
         t = time.monotonic()
-        resp = submit_sum(parties[0])
+        resp = submit(parties[0], manifest())
         elapsed = time.monotonic() - t
     finally:
         nodes.signal("hospital-c", signal.SIGCONT)
-    assert not resp["ok"]
-    assert resp["error"] == "peer-unavailable"
+    assert not resp["ok"] and resp["error"] == "peer-unavailable"
     assert elapsed < 3.0 + 5.0
     asyncio.run(nodes.wait_ready(timeout=60))
-    resp = submit_sum(parties[0])
-    assert resp["ok"], resp
+    assert submit(parties[0], manifest())["ok"]
 
 
-def test_status_reports_connected_peers(federation: tuple[list[LocalParty], NodeProcesses]) -> None:
+def test_status_and_cli(federation: tuple[list[LocalParty], NodeProcesses], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import tomli_w
+
+    from parties.cli import main
+
     parties, _ = federation
     st = control(parties[0], {"op": "status"})
     assert st["ok"] and st["name"] == "hospital-a"
     assert {k: v["state"] for k, v in st["mesh"]["peers"].items()} == {"hospital-b": "connected", "hospital-c": "connected"}
-    resp = control(parties[0], {"op": "bogus"})
-    assert not resp["ok"] and resp["error"] == "config"
-
-
-def test_cli_status_and_sum_against_running_nodes(federation: tuple[list[LocalParty], NodeProcesses], capsys: pytest.CaptureFixture[str]) -> None:
-    from parties.cli import main
-
-    parties, _ = federation
-    assert main(["sum", "--config", str(parties[0].config_path), "--dataset", "patients", "--columns", "age"]) == 0
+    assert control(parties[0], {"op": "bogus"})["error"] == "config"
+    job = tmp_path / "job.toml"
+    job.write_text(tomli_w.dumps(manifest(receivers=["hospital-a"])))
+    assert main(["submit", str(job), "--config", str(parties[0].config_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["result"]["sum"]["age"] == pytest.approx(all_rows()[:, 0].sum())
-    assert main(["status", "--config", str(parties[0].config_path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["name"] == "hospital-a"
+    assert out["outputs"]["result"]["sum"]["age"] == pytest.approx(all_rows()[:, 0].sum())
+    assert main(["sum", "--config", str(parties[0].config_path), "--dataset", "patients", "--columns", "age", "--receivers", "hospital-a", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"]
+    assert main(["result", out["job"]["job_id"][:10], "--config", str(parties[0].config_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["manifest_hash"] == out["job"]["hash"]
+    assert main(["audit", "--config", str(parties[0].config_path), "--job", out["job"]["job_id"], "--json"]) == 0
+    assert [e["event"] for e in json.loads(capsys.readouterr().out)["entries"]] == ["proposed", "started", "finished", "released"]
+    assert main(["jobs", "--config", str(parties[0].config_path), "--json"]) == 0
 
 
 def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
