@@ -209,7 +209,7 @@ def run_local_federation(directory: Path, n: int, *, base_port: int = 0) -> int:
         asyncio.run(nodes.wait_ready())
         for p in parties:
             print(f"{p.name}: running, config {p.config_path}")
-        print("all nodes connected; Ctrl-C stops them")
+        print("all nodes connected; Ctrl-C stops them", flush=True)
         while not stop["flag"] and all(proc.poll() is None for proc in nodes.procs.values()):
             time.sleep(0.2)
     return 0

@@ -321,3 +321,30 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
         asyncio.run(nodes.wait_ready(timeout=60))
     assert nodes.stop() == {"x-1": 0, "x-2": 0}
     assert not parties[0].config().control_socket.exists()
+
+
+def test_mpc_party_local_runs_a_federation_until_sigterm(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parties.cli", "local", "3", "--dir", str(tmp_path / "fed")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "all nodes connected" in line:
+                break
+        assert any("all nodes connected" in line for line in lines), lines
+        fed = load_federation(tmp_path / "fed" / "federation.toml")
+        assert fed.names == ("party-0", "party-1", "party-2")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

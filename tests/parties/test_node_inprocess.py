@@ -1,0 +1,122 @@
+"""Nodes in one event loop (real TLS websockets): what a peer cannot do with a proposal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+
+from parties.config import load_node_config
+from parties.local import create_local_federation
+from parties.node import Node
+
+NAMES = ("hospital-a", "hospital-b")
+DATASET = {"path": "d.csv", "columns": {"x": "float"}}
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
+    for n in NAMES:
+        (tmp_path / n).mkdir()
+        (tmp_path / n / "d.csv").write_text("x\n1\n2\n3\n")
+    parties = create_local_federation(tmp_path, NAMES, recv_timeout=3.0, datasets={n: {"d": DATASET} for n in NAMES})
+    started = {p.name: Node(load_node_config(p.config_path)) for p in parties}
+    for node in started.values():
+        await node.start()
+    try:
+        for _ in range(200):
+            if all(all(v["state"] == "connected" for v in n.mesh.stats()["peers"].values()) for n in started.values()):
+                break
+            await asyncio.sleep(0.02)
+        yield started
+    finally:
+        for node in started.values():
+            await node.stop()
+
+
+def manifest() -> dict[str, Any]:
+    return {
+        "kind": "secure-sum",
+        "parties": list(NAMES),
+        "inputs": {n: {"dataset": "d", "columns": ["x"]} for n in NAMES},
+        "outputs": {"result": list(NAMES)},
+    }
+
+
+async def propose(a: Node, payload: dict[str, Any]) -> dict[str, Any]:
+    fut = a._expect(payload["job_id"], "hospital-b", "reply")
+    await a.mesh.router.send_control("hospital-b", "propose", payload)
+    return await asyncio.wait_for(fut, 5)
+
+
+async def test_manifest_changed_in_flight_is_refused(nodes: dict[str, Node]) -> None:
+    a, b = nodes["hospital-a"], nodes["hospital-b"]
+    from parties.manifest import parse_manifest
+
+    good = parse_manifest(manifest())
+    changed = manifest()
+    changed["outputs"] = {"result": ["hospital-a"]}
+    job_id = os.urandom(16).hex()
+    reply = await propose(a, {"job_id": job_id, "proposer": "hospital-a", "manifest": changed, "hash": good.digest()})
+    assert reply["accept"] is False and reply["rule"] == "hash-mismatch"
+    assert job_id not in b.jobs
+    assert b.audit.entries(job_id)[-1].detail["rule"] == "hash-mismatch"
+
+
+async def test_proposer_cannot_be_impersonated(nodes: dict[str, Node]) -> None:
+    a, b = nodes["hospital-a"], nodes["hospital-b"]
+    from parties.manifest import parse_manifest
+
+    m = parse_manifest(manifest())
+    job_id = os.urandom(16).hex()
+    reply = await propose(a, {"job_id": job_id, "proposer": "hospital-b", "manifest": m.to_dict(), "hash": m.digest()})
+    assert reply["accept"] is False and reply["rule"] == "proposer-mismatch"
+
+
+async def test_start_and_abort_only_from_the_right_party(nodes: dict[str, Node]) -> None:
+    a, b = nodes["hospital-a"], nodes["hospital-b"]
+    # A start for a job b never accepted is ignored; so is garbage.
+    await a.mesh.router.send_control("hospital-b", "start", {"job_id": os.urandom(16).hex(), "hash": "0" * 64})
+    await a.mesh.router.send_control("hospital-b", "start", {"job_id": "not-hex"})
+    await a.mesh.router.send_control("hospital-b", "start", ["not", "a", "map"])
+    await asyncio.sleep(0.2)
+    assert not b.jobs
+    # The node still works.
+    resp = await a.submit(manifest())
+    assert resp["ok"], resp
+    assert resp["outputs"]["result"]["sum"] == {"x": 12.0}
+
+
+async def test_two_jobs_at_once(nodes: dict[str, Node]) -> None:
+    a, b = nodes["hospital-a"], nodes["hospital-b"]
+    m2 = manifest()
+    m2["outputs"] = {"result": ["hospital-b"]}
+    r1, r2 = await asyncio.gather(a.submit(manifest()), b.submit(m2))
+    assert r1["ok"] and r2["ok"]
+    assert r1["outputs"]["result"]["rows"] == 6 and r2["outputs"]["result"]["rows"] == 6
+    assert r1["job"]["job_id"] != r2["job"]["job_id"]
+
+
+async def test_duplicate_submission_and_bad_manifest(nodes: dict[str, Node]) -> None:
+    a = nodes["hospital-a"]
+    first, second = await asyncio.gather(a.submit(manifest()), a.submit(manifest()))
+    outcomes = sorted([first.get("rule") or "ok", second.get("rule") or "ok"])
+    assert outcomes == ["duplicate-job", "ok"]
+    bad = await a.submit({"kind": "secure-sum"})
+    assert bad["ok"] is False and bad["rule"] == "manifest"
+
+
+async def test_audit_log_is_append_only(nodes: dict[str, Node]) -> None:
+    import sqlite3
+
+    a = nodes["hospital-a"]
+    await a.submit(manifest())
+    db = sqlite3.connect(str(a.config.database))
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("DELETE FROM audit")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("UPDATE audit SET event = 'nothing'")
+    db.close()
