@@ -1,0 +1,610 @@
+"""OT extension: IKNP with the ALSZ optimisations and the KOS consistency check.
+
+From 128 base OTs (:mod:`protocols.ot.base`, run once per session, pair and direction) the
+two parties produce any number of OTs with symmetric crypto only, in numpy batches.
+
+Protocol for a batch of ``n`` OTs (Ishai, Kilian, Nissim, Petrank, CRYPTO 2003; Asharov,
+Lindell, Schneider, Zohner, CCS 2013 / JoC 2017 for the optimisations; Keller, Orsini, Scholl,
+CRYPTO 2015 for the check). ``kappa = 128``; ``Delta`` is the sender's 128-bit global key.
+
+0. *setup* (once): the extension *sender* runs the base OTs as *receiver* with choice bits
+   ``Delta`` and gets seeds ``k_{Delta_j, j}``; the extension *receiver* gets both ``k_{0,j},
+   k_{1,j}``. Each seed keys an AES-CTR stream (:class:`~protocols.ot.crhash.SeedExpander`)
+   that both sides continue from call to call (ALSZ: base OTs on seeds, not on columns).
+1. *extend* (round ``ext``, receiver -> sender): pad the choice vector ``c`` with random bits
+   to ``m`` = ``n`` rounded up (to a multiple of 128 after adding 192 rows in active mode);
+   take the next ``m/8`` bytes of every stream, ``T_j = G(k_{0,j})``, send the columns
+   ``u_j = T_j ^ G(k_{1,j}) ^ c`` (a (128, m/8) uint8 matrix, 16 bytes per OT). The sender
+   computes ``Q_j = G(k_{Delta_j, j}) ^ Delta_j u_j = T_j ^ Delta_j c``. Transposed
+   (:func:`~protocols.ot.crhash.transpose_bits`) into rows: ``q_i = t_i ^ c_i Delta``.
+2. *KOS check* (active mode, same message): ``alpha = SHA-256(context, u)`` (Fiat-Shamir:
+   the session, the round's tag, ``n`` and all of ``u``), the receiver adds
+   ``x = sum_i alpha^i c_i`` and ``t~ = sum_i alpha^i t_i`` in GF(2^128)
+   (:func:`~protocols.ot.gf128.poly_hash`) and the sender checks
+   ``sum_i alpha^i q_i == t~ + x Delta``, else raises :class:`~mpc.errors.AbortError`.
+3. *derive* per flavour (each OT ``i`` of the pair has a unique index ``idx_i`` from a counter
+   both sides keep; ``H`` is the tweakable CCR hash :meth:`~protocols.ot.crhash.CRHash.tccr_wide`):
+
+   - random: sender ``(H(q_i, idx_i), H(q_i ^ Delta, idx_i))``, receiver ``H(t_i, idx_i)``;
+   - correlated (Delta-OT): sender ``q_i``, receiver ``t_i`` (no hashing, no extra message);
+   - chosen (round ``ext-y``, sender -> receiver): ``y_b = m_b ^ H(q_i ^ b Delta, idx_i)``;
+     receiver ``m_c = y_c ^ H(t_i, idx_i)``;
+   - ring-correlated (round ``ext-y``): sender ``s = H(q_i)`` read as ring elements, sends
+     ``tau = s + x_i - H(q_i ^ Delta)``; receiver ``v = H(t_i) + c_i tau = s + c_i x_i``
+     (Gilboa / MASCOT style, Z_2^64 or Z_2^128).
+
+Security. Passive mode (``active=False``): IKNP is secure against a semi-honest sender or
+receiver assuming the base OTs, AES as a PRG (the streams) and the hash being tweakable
+correlation robust (fixed-key AES as an ideal permutation, GKWY S&P 2020). Active mode
+(default):
+
+- against a *malicious sender*: IKNP is already secure — in random/correlated OT the sender
+  sends nothing; in chosen OT it chooses its messages (its right), in ring OT its ``x_i``.
+  Like any OT, this lets it make the receiver's output wrong for one choice value only
+  (selective failure): a caller whose later behaviour depends on outputs must check them
+  (MASCOT's sacrifice for Gilboa products; a garbled circuit's input consistency).
+- against a *malicious receiver*: the KOS check. A receiver that uses different choice vectors
+  in different columns passes only by guessing the bits of ``Delta`` in those columns, each
+  guess caught with probability 1/2, so it learns ``k`` bits of Delta with probability at most
+  ``2^-k`` (plus ``m/2^128`` for the polynomial hash, plus grinding: ``q`` hash queries on
+  ``u`` add ``q m / 2^128``). We use a polynomial hash (``chi_i = alpha^i``) in place of
+  KOS's independent ``chi_i``: the check needs only a GF(2)-linear, ``m/2^128``-almost
+  universal hash family (the generalisation in Roy, SoftSpokenOT, CRYPTO 2022), and it costs
+  ``m`` constant multiplications instead of ``m`` general ones. Privacy of the choices under
+  the check: the >= 128 random padding rows make ``x`` uniform unless ``alpha`` lies in a
+  proper subfield (probability < 2^-63). Random and chosen OT then realize OT (KOS Thm. 1);
+  *correlated* OT realizes the KOS "leaky Delta-OT": a malicious receiver may guess a few bits
+  of Delta at the price of being caught with probability 1 - 2^-(bits), which protocols built
+  on the raw correlation (garbling with this Delta) inherit.
+- not provided: the sender's abort is visible only to the sender in one-round calls (the
+  receiver learns of it by the sender's silence or its next error); no fairness; a malicious
+  party can always abort.
+
+Cost of a call of ``n`` OTs (``m`` padded rows, ``m <= n + 319`` active, ``n + 127``
+passive): 1 round R->S of ``16 m`` bytes (``+ 32`` active) plus, for chosen OT, 1 round S->R
+of ``2 n L`` bytes, for ring OT ``n * shape * 8`` (Z_2^64) or ``* 16`` (Z_2^128) bytes. AES:
+receiver ``2m`` CTR blocks + ``n (1 + L/16)`` ECB blocks; sender ``m`` CTR + ``2n (1 + L/16)``
+ECB; active mode adds ``m`` GF(2^128) constant multiplications per side and one SHA-256 pass
+over ``u``. Preprocessing: the base OTs of setup (2 rounds, 8 KB R->S + 32 B S->R, about 512
+scalar multiplications in all). Batches above 4096 rows run their numpy work in a worker thread
+(:func:`asyncio.to_thread`; numpy and hashlib release the GIL on large buffers) so that the event loop
+keeps moving bytes; PRG streams and OT indices are drawn on the loop, in call order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any, Literal
+
+import numpy as np
+
+from mpc.errors import AbortError, ConfigError, ProtocolViolation, error_from_code
+from mpc.session import Round, Session
+from protocols.ot import gf128
+from protocols.ot.base import base_ot_recv, base_ot_send
+from protocols.ot.crhash import BLOCK, CRHash, SeedExpander, pack_bits, transpose_bits, unpack_bits
+
+__all__ = [
+    "KAPPA",
+    "KOS_PAD",
+    "Ring",
+    "OTExtSender",
+    "OTExtReceiver",
+    "ot_pair",
+    "padded_rows",
+    "fs_challenge",
+    "receiver_columns",
+    "sender_rows",
+    "kos_receiver_check",
+    "kos_sender_verify",
+    "receiver_batch",
+    "sender_batch",
+    "hash_rows",
+    "hash_pairs",
+]
+
+KAPPA = 128
+"""Computational security parameter = number of base OTs = bits per extended row."""
+
+KOS_PAD = 192
+"""Random rows added in active mode (>= kappa + s with s = 64) so that the check hides choices."""
+
+Ring = Literal["z2_64", "z2_128"]
+
+_FS_DOMAIN = b"mpc/ot/kos-challenge/v1"
+_DOMAIN_RANDOM, _DOMAIN_CHOSEN, _DOMAIN_RING = 1, 2, 3
+_MAX_OTS = 1 << 32
+
+
+# -- pure functions --------------------------------------------------------------------------
+
+
+def padded_rows(n: int, active: bool) -> int:
+    """Rows actually extended for ``n`` OTs: a multiple of 128, with the KOS padding if active."""
+    extra = KOS_PAD if active else 0
+    return -(-(n + extra) // KAPPA) * KAPPA
+
+
+def fs_challenge(context: bytes, u: np.ndarray) -> int:
+    """The KOS challenge ``alpha`` (a GF(2^128) element) from the transcript (Fiat-Shamir)."""
+    h = hashlib.sha256()
+    h.update(_FS_DOMAIN)
+    h.update(len(context).to_bytes(4, "little"))
+    h.update(context)
+    h.update(np.ascontiguousarray(u).data)
+    return int.from_bytes(h.digest()[:16], "little")
+
+
+def receiver_columns(g0: np.ndarray, g1: np.ndarray, packed_choices: np.ndarray) -> np.ndarray:
+    """IKNP step 1 at the receiver: ``u_j = G(k0_j) ^ G(k1_j) ^ c`` for every column ``j``."""
+    u = g0 ^ g1
+    u ^= packed_choices[None, :]
+    return u
+
+
+def sender_rows(g: np.ndarray, u: np.ndarray, delta_mask: np.ndarray) -> np.ndarray:
+    """IKNP step 1 at the sender: rows ``q_i`` of ``Q_j = G(k_{Delta_j}) ^ Delta_j u_j``.
+
+    Args:
+        g: (128, m/8) the sender's stream bytes.
+        u: (128, m/8) the receiver's columns.
+        delta_mask: (128, 1) uint8, 0xFF where ``Delta_j = 1``.
+    """
+    q = u & delta_mask
+    q ^= g
+    return transpose_bits(q)
+
+
+def kos_receiver_check(t: np.ndarray, packed_choices: np.ndarray, m: int, alpha: int) -> np.ndarray:
+    """The receiver's KOS check values ``x || t~`` as (32,) uint8."""
+    x = gf128.poly_hash_bits(packed_choices, m, alpha)
+    tt = gf128.poly_hash(t, alpha)
+    return np.concatenate([gf128.to_bytes(x), gf128.to_bytes(tt)])
+
+
+def kos_sender_verify(q: np.ndarray, check: np.ndarray, delta: int, alpha: int) -> None:
+    """The sender's KOS check: ``sum alpha^i q_i == t~ + x Delta``.
+
+    Raises:
+        AbortError: the check fails (the receiver deviated, or a message was tampered with).
+    """
+    x = gf128.from_bytes(check[:16])
+    tt = gf128.from_bytes(check[16:])
+    if gf128.poly_hash(q, alpha) != tt ^ gf128.mul(x, delta):
+        raise AbortError("OT extension: KOS consistency check failed")
+
+
+def _add128(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lo = a[..., 0] + b[..., 0]
+    hi = a[..., 1] + b[..., 1] + (lo < a[..., 0]).astype(np.uint64)
+    return np.stack([lo, hi], axis=-1)
+
+
+def _sub128(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lo = a[..., 0] - b[..., 0]
+    hi = a[..., 1] - b[..., 1] - (a[..., 0] < b[..., 0]).astype(np.uint64)
+    return np.stack([lo, hi], axis=-1)
+
+
+def _ring_add(a: np.ndarray, b: np.ndarray, ring: Ring) -> np.ndarray:
+    return a + b if ring == "z2_64" else _add128(a, b)
+
+
+def _ring_sub(a: np.ndarray, b: np.ndarray, ring: Ring) -> np.ndarray:
+    return a - b if ring == "z2_64" else _sub128(a, b)
+
+
+def _check_ring(ring: Any) -> Ring:
+    if ring not in ("z2_64", "z2_128"):
+        raise ConfigError("ring must be 'z2_64' or 'z2_128'")
+    return ring  # type: ignore[no-any-return]
+
+
+def _check_choices(choices: Any) -> np.ndarray:
+    c = np.asarray(choices)
+    if c.ndim == 1 and c.size == 0:
+        return np.zeros(0, dtype=np.uint8)
+    if c.ndim != 1 or c.dtype.kind not in "biu":
+        raise ConfigError("choices must be a 1-d array of 0/1")
+    if c.size > _MAX_OTS:
+        raise ConfigError("too many OTs in one call")
+    c = c.astype(np.uint8, copy=False)
+    if np.any(c > 1):
+        raise ConfigError("choices must be 0 or 1")
+    return c
+
+
+def _check_n(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= _MAX_OTS:
+        raise ConfigError("number of OTs must be an int in [0, 2^32]")
+    return int(n)
+
+
+def _as_delta(delta: Any) -> np.ndarray:
+    d = np.frombuffer(bytes(delta), dtype=np.uint8) if isinstance(delta, (bytes, bytearray)) else np.asarray(delta)
+    if d.dtype != np.uint8 or d.shape != (BLOCK,):
+        raise ConfigError("delta must be 16 bytes or a (16,) uint8 array")
+    return d.copy()
+
+
+def receiver_batch(
+    g0: np.ndarray, g1: np.ndarray, choices: np.ndarray, pad_bits: np.ndarray, context: bytes, active: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The receiver's whole extension step (steps 1 and 2 of the module docstring).
+
+    Args:
+        g0, g1: (128, m/8) the next bytes of the streams of ``k0_j`` and ``k1_j``.
+        choices: (n,) 0/1 uint8.
+        pad_bits: (m - n,) random 0/1 uint8.
+        context: the Fiat-Shamir context of the call.
+        active: compute the KOS check values.
+
+    Returns:
+        ``(u, check, t)``: the (128, m/8) matrix to send, the (32,) check values (``None`` if
+        passive) and the receiver's (m, 16) rows.
+    """
+    m = 8 * g0.shape[1]
+    packed = pack_bits(np.concatenate([choices, pad_bits]), m)
+    u = receiver_columns(g0, g1, packed)
+    t = transpose_bits(g0)
+    check = kos_receiver_check(t, packed, m, fs_challenge(context, u)) if active else None
+    return u, check, t
+
+
+def sender_batch(
+    g: np.ndarray, u: np.ndarray, delta_mask: np.ndarray, delta: int, check: np.ndarray | None, context: bytes
+) -> np.ndarray:
+    """The sender's whole extension step: rows ``q_i``, KOS-verified when ``check`` is given.
+
+    Raises:
+        AbortError: the KOS check fails.
+    """
+    q = sender_rows(g, u, delta_mask)
+    if check is not None:
+        kos_sender_verify(q, check, delta, fs_challenge(context, u))
+    return q
+
+
+def hash_rows(rows: np.ndarray, first: int, nbytes: int, domain: int) -> np.ndarray:
+    """``H(rows_i, first + i)``: (n, nbytes) uint8 (a fresh fixed-key cipher: thread-safe)."""
+    return CRHash().tccr_wide(rows, first, nbytes, domain=domain)
+
+
+def hash_pairs(q: np.ndarray, delta: np.ndarray, first: int, nbytes: int, domain: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(H(q_i, first + i), H(q_i ^ Delta, first + i))``, (n, nbytes) uint8 each."""
+    hasher = CRHash()
+    return hasher.tccr_wide(q, first, nbytes, domain=domain), hasher.tccr_wide(q ^ delta, first, nbytes, domain=domain)
+
+
+_INLINE_ROWS = 1 << 12
+"""Batches up to this many rows are computed on the event loop; larger ones in a worker thread,
+so that the loop keeps moving bytes (and answering pings) while numpy works (numpy, hashlib and
+OpenSSL release the GIL for the bulk of the work)."""
+
+
+async def _compute(rows: int, fn: Any, *args: Any) -> Any:
+    if rows <= _INLINE_ROWS:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
+# -- the two roles ---------------------------------------------------------------------------
+
+
+class _Side:
+    """State shared by both roles: the pair's sub-session, peer, mode and OT counter."""
+
+    def __init__(self, session: Session, peer: int, active: bool) -> None:
+        self._session = session
+        self.peer = peer
+        self.active = active
+        self._index = 0
+
+    def _start(self, n: int) -> tuple[Round, int, int]:
+        """Allocate this call's round and OT indices (synchronously, in call order)."""
+        rnd = self._session.round("ext")
+        first = self._index
+        self._index += n
+        return rnd, first, padded_rows(n, self.active)
+
+    def _context(self, rnd: Round, kind: str, n: int) -> bytes:
+        return b"\x00".join([self._session.session_id.encode(), rnd.tag.encode(), kind.encode(), str(n).encode()])
+
+
+class OTExtSender(_Side):
+    """The OT-extension sender bound to one (session, peer). Create with :meth:`setup`.
+
+    Attributes:
+        delta: the global correlation, (16,) uint8 (bit ``j`` = base-OT choice ``j``).
+        peer: the receiver's party id.
+        active: whether the KOS check runs.
+    """
+
+    def __init__(self, session: Session, peer: int, active: bool, delta: np.ndarray, seeds: np.ndarray) -> None:
+        super().__init__(session, peer, active)
+        self.delta = delta
+        self._delta_int = gf128.from_bytes(delta)
+        self._delta_mask = (unpack_bits(delta, KAPPA) * np.uint8(0xFF)).reshape(KAPPA, 1)
+        self._streams = SeedExpander(seeds)
+
+    @classmethod
+    async def setup(cls, session: Session, peer: int, *, delta: Any = None, active: bool = True) -> OTExtSender:
+        """Run the base OTs (as their receiver) and return a sender bound to ``peer``.
+
+        Args:
+            session: this party's session.
+            peer: the receiver's party id (it calls :meth:`OTExtReceiver.setup`).
+            delta: the global correlation (16 bytes); default random with bit 0 set.
+            active: run the KOS check on every batch (the receiver must agree).
+        """
+        me = session.party_id
+        session.party_index(peer)
+        if peer == me:
+            raise ConfigError("OT needs two distinct parties")
+        if delta is None:
+            d = np.frombuffer(session.prg.bytes(BLOCK), dtype=np.uint8).copy()
+            d[0] |= 1
+        else:
+            d = _as_delta(delta)
+        sub = session.child(f"ot-ext-{me}-{peer}")
+        seeds = await base_ot_recv(sub, peer, unpack_bits(d, KAPPA))
+        return cls(sub, peer, bool(active), d, seeds)
+
+    async def _extend(self, kind: str, n: int) -> tuple[np.ndarray, int]:
+        rnd, first, m = self._start(n)
+        g = self._streams.next(m // 8)  # drawn now, in call order
+        msg = await rnd.recv(self.peer)
+        if not isinstance(msg, dict) or msg.get("kind") != kind or msg.get("n") != n:
+            raise ProtocolViolation("OT extension: receiver's batch does not match (kind or size)")
+        u = msg.get("u")
+        if not isinstance(u, np.ndarray) or u.dtype != np.uint8 or u.shape != (KAPPA, m // 8):
+            raise ProtocolViolation("OT extension: malformed u matrix")
+        check = msg.get("check")
+        if self.active:
+            if not isinstance(check, np.ndarray) or check.dtype != np.uint8 or check.shape != (32,):
+                raise ProtocolViolation("OT extension: missing or malformed consistency check")
+        elif "check" in msg:
+            raise ProtocolViolation("OT extension: unexpected consistency check (active mode mismatch)")
+        context = self._context(rnd, kind, n)
+        q = await _compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, check, context)
+        return q[:n], first
+
+    async def _second(self, kind: str, n: int) -> tuple[np.ndarray, int, Round]:
+        """Extend for a two-round flavour; on a failed check or bad message tell the receiver."""
+        y_rnd = self._session.round("ext-y")
+        try:
+            q, first = await self._extend(kind, n)
+        except (AbortError, ProtocolViolation) as exc:
+            await y_rnd.send(self.peer, {"error": exc.code})
+            raise
+        return q, first, y_rnd
+
+    async def send_correlated(self, n: int) -> np.ndarray:
+        """Correlated (Delta-) OT: returns ``q`` (n, 16) uint8; the receiver gets ``q ^ c * delta``."""
+        n = _check_n(n)
+        if n == 0:
+            return np.empty((0, BLOCK), dtype=np.uint8)
+        q, _ = await self._extend("correlated", n)
+        return q
+
+    async def send_random(self, n: int, nbytes: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+        """Random OT: returns ``(r0, r1)``, (n, nbytes) uint8 each; the receiver gets ``r_c``."""
+        n = _check_n(n)
+        if nbytes < 1:
+            raise ConfigError("nbytes must be positive")
+        if n == 0:
+            return np.empty((0, nbytes), dtype=np.uint8), np.empty((0, nbytes), dtype=np.uint8)
+        q, first = await self._extend("random", n)
+        r0, r1 = await _compute(n, hash_pairs, q, self.delta, first, nbytes, _DOMAIN_RANDOM)
+        return r0, r1
+
+    async def send_chosen(self, m0: Any, m1: Any) -> None:
+        """Chosen-message OT: the receiver gets ``m0[i]`` or ``m1[i]`` by its choice bit.
+
+        Args:
+            m0, m1: (n, L) uint8 arrays of the same shape, any ``L >= 1``.
+        """
+        a, b = np.asarray(m0), np.asarray(m1)
+        if a.dtype != np.uint8 or b.dtype != np.uint8 or a.ndim != 2 or a.shape != b.shape or a.shape[1] < 1:
+            raise ConfigError("messages must be two (n, L) uint8 arrays of the same shape, L >= 1")
+        n, width = _check_n(a.shape[0]), a.shape[1]
+        if n == 0:
+            return
+        q, first, y_rnd = await self._second("chosen", n)
+        y0, y1 = await _compute(n, hash_pairs, q, self.delta, first, width, _DOMAIN_CHOSEN)
+        y0 ^= a
+        y1 ^= b
+        await y_rnd.send(self.peer, {"y0": y0, "y1": y1})
+
+    async def send_correlated_ring(self, x: Any, ring: Ring = "z2_64") -> np.ndarray:
+        """Additively correlated OT over Z_2^64 or Z_2^128 (Gilboa / MASCOT).
+
+        Args:
+            x: the correlation, (n, *shape) uint64 for ``z2_64``; (n, *shape, 2) uint64
+                limbs ``[lo, hi]`` for ``z2_128``.
+            ring: ``"z2_64"`` or ``"z2_128"``.
+
+        Returns:
+            ``s`` of ``x``'s shape and dtype; the receiver gets ``v = s + c * x``, so
+            ``(v, -s)`` is an additive sharing of ``c * x``.
+        """
+        ring = _check_ring(ring)
+        xa = np.asarray(x)
+        if xa.dtype != np.uint64 or xa.ndim < 1 or (ring == "z2_128" and (xa.ndim < 2 or xa.shape[-1] != 2)):
+            raise ConfigError("x must be (n, ...) uint64 (z2_64) or (n, ..., 2) uint64 limbs (z2_128)")
+        n = _check_n(xa.shape[0])
+        per = int(np.prod(xa.shape[1:], dtype=np.int64)) * 8
+        if n == 0 or per == 0:
+            return np.zeros_like(xa)
+        q, first, y_rnd = await self._second("ring-" + ring, n)
+        h0, h1 = await _compute(n, hash_pairs, q, self.delta, first, per, _DOMAIN_RING)
+        s = h0.view(np.uint64).reshape(xa.shape)
+        tau = _ring_sub(_ring_add(s, xa, ring), h1.view(np.uint64).reshape(xa.shape), ring)
+        await y_rnd.send(self.peer, {"tau": tau})
+        return s
+
+
+class OTExtReceiver(_Side):
+    """The OT-extension receiver bound to one (session, peer). Create with :meth:`setup`.
+
+    Attributes:
+        peer: the sender's party id.
+        active: whether the KOS check runs.
+    """
+
+    def __init__(self, session: Session, peer: int, active: bool, k0: np.ndarray, k1: np.ndarray) -> None:
+        super().__init__(session, peer, active)
+        self._streams0 = SeedExpander(k0)
+        self._streams1 = SeedExpander(k1)
+
+    @classmethod
+    async def setup(cls, session: Session, peer: int, *, active: bool = True) -> OTExtReceiver:
+        """Run the base OTs (as their sender) and return a receiver bound to ``peer``.
+
+        Args:
+            session: this party's session.
+            peer: the sender's party id (it calls :meth:`OTExtSender.setup`).
+            active: run the KOS check on every batch (the sender must agree).
+        """
+        me = session.party_id
+        session.party_index(peer)
+        if peer == me:
+            raise ConfigError("OT needs two distinct parties")
+        sub = session.child(f"ot-ext-{peer}-{me}")
+        k0, k1 = await base_ot_send(sub, peer, KAPPA)
+        return cls(sub, peer, bool(active), k0, k1)
+
+    async def _extend(self, kind: str, c: np.ndarray) -> tuple[np.ndarray, int]:
+        n = c.shape[0]
+        rnd, first, m = self._start(n)
+        # Stream bytes and padding drawn now, in call order; the numpy work may run in a thread.
+        g0, g1 = self._streams0.next(m // 8), self._streams1.next(m // 8)
+        pad = self._session.prg.bits(m - n)
+        context = self._context(rnd, kind, n)
+        u, check, t = await _compute(m, receiver_batch, g0, g1, c, pad, context, self.active)
+        msg: dict[str, Any] = {"kind": kind, "n": n, "u": u}
+        if check is not None:
+            msg["check"] = check
+        await rnd.send(self.peer, msg)
+        return t[:n], first
+
+    async def recv_correlated(self, choices: Any) -> np.ndarray:
+        """Correlated (Delta-) OT: returns ``t = q ^ c * delta``, (n, 16) uint8."""
+        c = _check_choices(choices)
+        if c.size == 0:
+            return np.empty((0, BLOCK), dtype=np.uint8)
+        t, _ = await self._extend("correlated", c)
+        return t
+
+    async def recv_random(self, choices: Any, nbytes: int = BLOCK) -> np.ndarray:
+        """Random OT: returns ``r_c``, (n, nbytes) uint8."""
+        c = _check_choices(choices)
+        if nbytes < 1:
+            raise ConfigError("nbytes must be positive")
+        if c.size == 0:
+            return np.empty((0, nbytes), dtype=np.uint8)
+        t, first = await self._extend("random", c)
+        out: np.ndarray = await _compute(c.size, hash_rows, t, first, nbytes, _DOMAIN_RANDOM)
+        return out
+
+    async def _answer(self, rnd: Round, keys: tuple[str, ...]) -> dict[str, Any]:
+        msg = await rnd.recv(self.peer)
+        if isinstance(msg, dict) and set(msg) == {"error"} and isinstance(msg["error"], str):
+            raise error_from_code(msg["error"], "OT extension: the sender aborted")
+        if not isinstance(msg, dict) or set(msg) != set(keys):
+            raise ProtocolViolation("OT extension: malformed sender message")
+        return msg
+
+    async def recv_chosen(self, choices: Any, nbytes: int | None = None) -> np.ndarray:
+        """Chosen-message OT: returns ``m_c``, (n, L) uint8 (``L`` set by the sender).
+
+        Args:
+            choices: (n,) 0/1.
+            nbytes: the expected message length ``L``, checked if given.
+        """
+        c = _check_choices(choices)
+        n = c.size
+        if n == 0:
+            return np.empty((0, nbytes or 0), dtype=np.uint8)
+        y_rnd = self._session.round("ext-y")
+        t, first = await self._extend("chosen", c)
+        msg = await self._answer(y_rnd, ("y0", "y1"))
+        y0, y1 = msg["y0"], msg["y1"]
+        for y in (y0, y1):
+            if not isinstance(y, np.ndarray) or y.dtype != np.uint8 or y.ndim != 2 or y.shape[0] != n or y.shape[1] < 1:
+                raise ProtocolViolation("OT extension: malformed chosen-message ciphertexts")
+        if y0.shape != y1.shape or (nbytes is not None and y0.shape[1] != nbytes):
+            raise ProtocolViolation("OT extension: chosen messages of unexpected length")
+        pad: np.ndarray = await _compute(n, hash_rows, t, first, y0.shape[1], _DOMAIN_CHOSEN)
+        pad ^= np.where(c[:, None].astype(bool), y1, y0)
+        return pad
+
+    async def recv_correlated_ring(self, choices: Any, shape: tuple[int, ...] = (), ring: Ring = "z2_64") -> np.ndarray:
+        """Additively correlated OT: returns ``v = s + c * x`` (see :meth:`OTExtSender.send_correlated_ring`).
+
+        Args:
+            choices: (n,) 0/1.
+            shape: the per-OT element shape of the sender's ``x`` (without the limb axis).
+            ring: ``"z2_64"`` or ``"z2_128"``.
+
+        Returns:
+            (n, *shape) uint64, or (n, *shape, 2) for ``z2_128``.
+        """
+        ring = _check_ring(ring)
+        c = _check_choices(choices)
+        full = (c.size, *tuple(shape)) + ((2,) if ring == "z2_128" else ())
+        per = int(np.prod(full[1:], dtype=np.int64)) * 8
+        if c.size == 0 or per == 0:
+            return np.zeros(full, dtype=np.uint64)
+        y_rnd = self._session.round("ext-y")
+        t, first = await self._extend("ring-" + ring, c)
+        tau = (await self._answer(y_rnd, ("tau",)))["tau"]
+        if not isinstance(tau, np.ndarray) or tau.dtype != np.uint64 or tau.shape != full:
+            raise ProtocolViolation("OT extension: malformed ring correction")
+        v = (await _compute(c.size, hash_rows, t, first, per, _DOMAIN_RING)).view(np.uint64).reshape(full)
+        sel = c.reshape((-1,) + (1,) * (len(full) - 1)).astype(bool)
+        return np.where(sel, _ring_add(v, tau, ring), v)
+
+
+_CACHE_PREFIX = "protocols.ot/pair"
+
+
+async def ot_pair(
+    session: Session, sender: int, receiver: int, *, delta: Any = None, active: bool = True
+) -> OTExtSender | OTExtReceiver | None:
+    """The OT-extension endpoint of this party for the pair ``sender -> receiver``.
+
+    Every party of the session may call it (SPMD): the sender gets an :class:`OTExtSender`, the
+    receiver an :class:`OTExtReceiver`, anyone else ``None`` (no rounds). The first call per
+    pair runs the base OTs; later calls return the cached object from ``session.resources``.
+
+    Raises:
+        ConfigError: bad party ids, or a cached pair with another ``delta`` / ``active``.
+    """
+    s, r = session.party_index(sender), session.party_index(receiver)
+    if s == r:
+        raise ConfigError("OT needs two distinct parties")
+    me = session.party_id
+    if me not in (s, r):
+        return None
+    key = f"{_CACHE_PREFIX}/{s}->{r}"
+    pending = session.resources.get(key)
+    if pending is None:
+        # Cache the setup task itself, so that concurrent callers share one set of base OTs.
+        if me == s:
+            pending = asyncio.ensure_future(OTExtSender.setup(session, r, delta=delta, active=active))
+        else:
+            pending = asyncio.ensure_future(OTExtReceiver.setup(session, s, active=active))
+        session.resources[key] = pending
+        try:
+            return await pending  # type: ignore[no-any-return]
+        except BaseException:
+            session.resources.pop(key, None)
+            raise
+    obj = await pending
+    if obj.active != bool(active):
+        raise ConfigError("OT pair already set up with another active flag")
+    if me == s and delta is not None and not np.array_equal(obj.delta, _as_delta(delta)):
+        raise ConfigError("OT pair already set up with another delta")
+    return obj  # type: ignore[no-any-return]

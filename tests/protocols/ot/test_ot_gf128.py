@@ -1,0 +1,76 @@
+"""GF(2^128) arithmetic and the polynomial hash of the KOS check, against naive Python."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpc.errors import ConfigError
+from mpc.prg import PRG
+from protocols.ot import gf128
+
+
+def elem(prg: PRG) -> int:
+    return int.from_bytes(prg.bytes(16), "little")
+
+
+def test_mul_field_laws(prg: PRG) -> None:
+    a, b, c = elem(prg), elem(prg), elem(prg)
+    assert gf128.mul(a, b) == gf128.mul(b, a)
+    assert gf128.mul(a, b ^ c) == gf128.mul(a, b) ^ gf128.mul(a, c)
+    assert gf128.mul(gf128.mul(a, b), c) == gf128.mul(a, gf128.mul(b, c))
+    assert gf128.mul(a, 1) == a and gf128.mul(a, 0) == 0
+    # x^127 * x = x^128 = x^7 + x^2 + x + 1
+    assert gf128.mul(1 << 127, 2) == 0x87
+    # a^(2^128) = a (Frobenius): 128 squarings
+    x = a
+    for _ in range(128):
+        x = gf128.mul(x, x)
+    assert x == a
+    with pytest.raises(ConfigError):
+        gf128.mul(1 << 128, 1)
+
+
+def test_mul_const_matches_mul(prg: PRG) -> None:
+    beta = elem(prg)
+    rows = prg.buffer(16 * 33).reshape(33, 16)
+    out = gf128.mul_const(rows.view(np.uint64), gf128.const_tables(beta))
+    for i in range(33):
+        assert gf128.from_bytes(out[i].view(np.uint8)) == gf128.mul(gf128.from_bytes(rows[i]), beta)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 129])
+def test_poly_hash_matches_horner(prg: PRG, n: int) -> None:
+    alpha = elem(prg)
+    rows = prg.buffer(16 * n).reshape(n, 16)
+    expected = 0
+    for i in reversed(range(n)):
+        expected = gf128.mul(expected, alpha) ^ gf128.from_bytes(rows[i])
+    assert gf128.poly_hash(rows, alpha) == expected
+    assert gf128.poly_hash(rows.view(np.uint64), alpha) == expected
+
+
+@pytest.mark.parametrize("nbits", [1, 8, 13, 200])
+def test_poly_hash_bits_matches_rows_of_bits(prg: PRG, nbits: int) -> None:
+    alpha = elem(prg)
+    bits = prg.bits(nbits)
+    rows = np.zeros((nbits, 16), dtype=np.uint8)
+    rows[:, 0] = bits
+    packed = np.packbits(np.concatenate([bits, np.ones(8, dtype=np.uint8)]), bitorder="little")
+    assert gf128.poly_hash_bits(packed, nbits, alpha) == gf128.poly_hash(rows, alpha)
+
+
+def test_poly_hash_is_linear(prg: PRG) -> None:
+    alpha = elem(prg)
+    a, b = prg.buffer(16 * 40).reshape(40, 16), prg.buffer(16 * 40).reshape(40, 16)
+    assert gf128.poly_hash(a ^ b, alpha) == gf128.poly_hash(a, alpha) ^ gf128.poly_hash(b, alpha)
+    assert gf128.poly_hash(np.zeros((0, 16), dtype=np.uint8), alpha) == 0
+    with pytest.raises(ConfigError):
+        gf128.poly_hash(np.zeros((3, 8), dtype=np.uint8), alpha)
+
+
+def test_bytes_roundtrip(prg: PRG) -> None:
+    a = elem(prg)
+    assert gf128.from_bytes(gf128.to_bytes(a)) == a
+    with pytest.raises(ConfigError):
+        gf128.from_bytes(b"\x00" * 15)
