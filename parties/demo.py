@@ -11,9 +11,11 @@ What it shows, on 127.0.0.1 only:
    the additive-sharing protocol computes the column totals and means; no hospital's rows or
    subtotals leave it;
 4. hospital-b submits a second manifest whose result goes to hospital-a only;
-5. a manifest asking for a column hospital-a does not expose is refused by hospital-a, naming
+5. hospital-a and hospital-b learn which of them had more readmissions, and nothing else, by a
+   two-party garbled circuit;
+6. a manifest asking for a column hospital-a does not expose is refused by hospital-a, naming
    the rule, before anything runs;
-6. the demo prints what each party learned, what crossed the wire, checks the result against
+7. the demo prints what each party learned, what crossed the wire, checks the result against
    the plaintext computation (which only the demo, holding every synthetic table, can do), and
    prints hospital-a's audit trail.
 """
@@ -49,7 +51,7 @@ DATASET = {
     "columns": {"patient_id": "string", "age": "float", "length_of_stay": "float", "readmitted": "int"},
     "allowed_columns": list(COLUMNS),
 }
-POLICY = {"allowed_jobs": ["secure-sum"], "min_group_size": 100, "max_concurrent_jobs": 4}
+POLICY = {"allowed_jobs": ["secure-sum", "compare"], "min_group_size": 100, "max_concurrent_jobs": 4}
 console = Console(width=max(Console().width, 110))
 
 
@@ -103,6 +105,14 @@ def show_learned(parties: list[Any], job_id: str) -> None:
         stats = job["stats"]
         table.add_row(p.name, learned, str(stats.get("bytes_sent")), str(stats.get("messages_sent")), str(stats.get("rounds")))
     console.print(table)
+
+
+def show_bytes(parties: list[Any], job_id: str) -> None:
+    """Print what each party of a job sent."""
+    for p in parties:
+        st = asyncio.run(status(p.config_path))
+        stats = next(j for j in st["jobs"] if j["job_id"] == job_id)["stats"]
+        console.print(f"  {p.name}: sent {stats.get('bytes_sent')} bytes in {stats.get('messages_sent')} messages, {stats.get('rounds')} rounds")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +180,32 @@ def main(argv: list[str] | None = None) -> int:
         show_learned(parties, resp2["job"]["job_id"])
         ok = ok and not (parties[1].config().results_dir / f"{resp2['job']['job_id']}.json").exists()
 
-        console.rule("[bold]5. hospital-c asks for a column hospital-a does not expose: hospital-a refuses")
+        console.rule("[bold]5. hospital-a and hospital-b: who had more readmissions? (garbled circuit)")
+        pair = ["hospital-a", "hospital-b"]
+        m4 = write_manifest(
+            jobs / "compare.toml",
+            {
+                "kind": "compare",
+                "name": "more readmissions",
+                "parties": pair,
+                "inputs": {h: {"dataset": "patients", "columns": ["readmitted"]} for h in pair},
+                "outputs": {"result": pair},
+                "params": {"statistic": "sum", "reveal_maximum": False},
+            },
+        )
+        resp4 = asyncio.run(submit(parties[0].config_path, m4))
+        if not resp4.get("ok"):
+            console.print(f"[red]job failed: {resp4}")
+            return 1
+        truth = {h: int(tables[h][:, 2].sum()) for h in pair}
+        larger = resp4["outputs"]["result"]["larger"]
+        expected_larger = "tie" if truth["hospital-a"] == truth["hospital-b"] else max(truth, key=truth.get)  # type: ignore[arg-type]
+        console.print(f"  both learn only: larger = [bold]{larger}[/bold] (half-gates garbled circuit, 64-bit signed, OT-extension labels)")
+        console.print(f"  plaintext check: readmissions {truth} " + ("[green]match[/green]" if larger == expected_larger else "[red]MISMATCH[/red]"))
+        ok = ok and larger == expected_larger
+        show_bytes(parties[:2], resp4["job"]["job_id"])
+
+        console.rule("[bold]6. hospital-c asks for a column hospital-a does not expose: hospital-a refuses")
         bad_inputs = {h: {"dataset": "patients", "columns": ["age"]} for h in HOSPITALS}
         bad_inputs["hospital-a"] = {"dataset": "patients", "columns": ["patient_id"]}
         bad = {**everyone, "inputs": bad_inputs}
@@ -180,11 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print("  nothing ran: no protocol message was sent, no output exists anywhere")
         ok = ok and not resp3.get("ok") and resp3.get("rule") == "columns"
 
-        console.rule("[bold]6. hospital-a's audit trail (append-only, SQLite)")
+        console.rule("[bold]7. hospital-a's audit trail (append-only, SQLite)")
         entries = asyncio.run(request(parties[0].config().control_socket, {"op": "audit"}, timeout=10))["entries"]
         print_audit(entries)
 
-        console.rule("[bold]7. stopping the nodes (SIGTERM)")
+        console.rule("[bold]8. stopping the nodes (SIGTERM)")
     codes = nodes.stop()
     console.print(f"  exit codes {codes}; logs in {workdir}/*/state/node.log")
     console.print(f"demo finished in {time.monotonic() - t0:.1f} s: " + ("[green]OK" if ok else "[red]FAILED"))

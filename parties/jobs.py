@@ -26,6 +26,7 @@ from mpc.errors import ConfigError
 from mpc.ring import decode_int, encode_int
 from mpc.session import Session
 from parties.manifest import Manifest
+from protocols import gc
 from protocols.secure_sum import secure_sum_to
 
 __all__ = ["JobContext", "JobKind", "JOB_KINDS", "get_kind", "encode_column_sums", "decode_column_sums"]
@@ -132,10 +133,81 @@ async def _run_sum(ctx: JobContext) -> dict[str, Any]:
     return {"result": decode_column_sums(total, names, scale_bits)}
 
 
+# ----------------------------------------------------------------------------- compare
+
+COMPARE_STATISTICS = ("count", "sum", "max")
+
+
+def _check_compare(manifest: Manifest) -> None:
+    if len(manifest.parties) != 2:
+        raise ConfigError("compare: exactly two parties")
+    unknown = set(manifest.params) - {"statistic", "scale_bits", "reveal_maximum"}
+    if unknown:
+        raise ConfigError(f"compare: unknown parameter(s) {', '.join(sorted(unknown))}")
+    if manifest.params.get("statistic", "count") not in COMPARE_STATISTICS:
+        raise ConfigError(f"compare: statistic must be one of {', '.join(COMPARE_STATISTICS)}")
+    scale_bits = manifest.params.get("scale_bits", 0)
+    if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or not 0 <= scale_bits <= MAX_SCALE_BITS:
+        raise ConfigError(f"compare: scale_bits must be an integer in [0, {MAX_SCALE_BITS}]")
+    if not isinstance(manifest.params.get("reveal_maximum", False), bool):
+        raise ConfigError("compare: reveal_maximum must be true or false")
+    if any(len(spec.columns) != 1 for spec in manifest.inputs.values()):
+        raise ConfigError("compare: every party names exactly one column")
+
+
+def local_statistic(values: np.ndarray, statistic: str, scale_bits: int) -> int:
+    """A party's input to ``compare``: its statistic as a fixed-point signed 64-bit integer.
+
+    Raises:
+        ConfigError: an empty column for ``max``, or a value outside the 63-bit range.
+    """
+    if statistic == "count":
+        value = float(values.shape[0])
+    elif statistic == "sum":
+        value = float(values.sum())
+    elif values.shape[0] == 0:
+        raise ConfigError("compare: max of an empty column")
+    else:
+        value = float(values.max())
+    scaled = round(value * (1 << scale_bits))
+    if abs(scaled) >= 1 << 62:
+        raise ConfigError("compare: the statistic is too large for 64-bit fixed point; lower scale_bits")
+    return scaled
+
+
+async def _run_compare(ctx: JobContext) -> dict[str, Any]:
+    params = ctx.manifest.params
+    statistic, scale_bits = params.get("statistic", "count"), int(params.get("scale_bits", 0))
+    reveal_max = bool(params.get("reveal_maximum", False))
+    ctx.progress(0.1, "local statistic")
+    column = ctx.data[ctx.manifest.inputs[ctx.party].columns[0]]
+    values = np.zeros(len(column)) if statistic == "count" else np.asarray(column, dtype=np.float64)
+    value = np.array([local_statistic(values, statistic, scale_bits)], dtype=np.int64)
+    me = ctx.manifest.parties.index(ctx.party)
+    receivers = ctx.receiver_ids("result")
+    to = receivers[0] if len(receivers) == 1 else None
+    ctx.progress(0.3, "garbled circuit")
+    if reveal_max:
+        res = await gc.compare_and_maximum(ctx.session, value, peer=1 - me, width=64, signed=True, outputs_to=to)
+        sign, top = (None, None) if res is None else res
+    else:
+        sign, top = await gc.compare(ctx.session, value, peer=1 - me, width=64, signed=True, outputs_to=to), None
+    ctx.progress(1.0, "done")
+    if sign is None:
+        return {}
+    order = int(sign[0])
+    larger = "tie" if order == 0 else (ctx.party if order > 0 else ctx.manifest.parties[1 - me])
+    out: dict[str, Any] = {"statistic": statistic, "larger": larger}
+    if top is not None:
+        out["maximum"] = float(top[0]) / (1 << scale_bits)
+    return {"result": out}
+
+
 JOB_KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
         JobKind("secure-sum", outputs=("result",), run=_run_sum, statistics=True, check_params=_check_sum),
+        JobKind("compare", outputs=("result",), run=_run_compare, statistics=True, check_params=_check_compare),
     )
 }
 

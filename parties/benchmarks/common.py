@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["emit", "peer_python", "PROJECT_ROOT"]
+__all__ = ["emit", "peer_python", "PROJECT_ROOT", "MPYC_REQUIREMENTS"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MPYC_REQUIREMENTS = ["mpyc==0.11", "gmpy2", "numpy"]
+"""One requirement list for the MPyC peer venv (suites sharing it must not reinstall it)."""
 
 
 def emit(suite: str, metric: str, value: float, unit: str, params: dict[str, Any], peer: str | None, peer_value: float | None) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 
 from mpc.prg import PRG
 from mpc.session import Session
-from parties.benchmarks.common import emit, peer_python
+from parties.benchmarks.common import MPYC_REQUIREMENTS, emit, peer_python
 from parties.local import free_ports
 from parties.testing import run_parties_async
 from protocols.gc import builder, load_published
@@ -145,7 +145,7 @@ mpc.run(main())
 
 def mpyc_less_than(n: int, bits: int) -> float | None:
     """MPyC secint less-than, 3 parties on this machine: comparisons per second (None on failure)."""
-    py = peer_python("mpyc", ["mpyc==0.11", "gmpy2", "numpy"])
+    py = peer_python("mpyc", MPYC_REQUIREMENTS)
     with tempfile.TemporaryDirectory(prefix="mpc-bench-mpyc-") as tmp:
         script = Path(tmp) / "mpyc_lt.py"
         script.write_text(MPYC_SCRIPT)

@@ -120,3 +120,29 @@ async def test_audit_log_is_append_only(nodes: dict[str, Node]) -> None:
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         db.execute("UPDATE audit SET event = 'nothing'")
     db.close()
+
+
+@pytest.mark.parametrize(
+    "params,expected",
+    [
+        ({"statistic": "count"}, {"statistic": "count", "larger": "hospital-b"}),
+        ({"statistic": "sum", "reveal_maximum": True}, {"statistic": "sum", "larger": "hospital-b", "maximum": 9.0}),
+        ({"statistic": "max", "scale_bits": 8, "reveal_maximum": True}, {"statistic": "max", "larger": "tie", "maximum": 3.0}),
+    ],
+)
+async def test_compare_job(nodes: dict[str, Node], params: dict[str, Any], expected: dict[str, Any]) -> None:
+    a, b = nodes["hospital-a"], nodes["hospital-b"]
+    (b.config.datasets["d"].path).write_text("x\n1\n2\n3\n3\n")  # b: 4 rows, sum 9, max 3; a: 3 rows, sum 6, max 3
+    m = {**manifest(), "kind": "compare", "params": params, "outputs": {"result": ["hospital-a"]}}
+    resp = await a.submit(m)
+    assert resp["ok"], resp
+    assert resp["outputs"]["result"] == expected
+    assert resp["parties"]["hospital-b"]["state"] == "done"
+    assert not (b.config.results_dir / f"{resp['job']['job_id']}.json").exists()
+
+
+async def test_compare_refuses_bad_params(nodes: dict[str, Node]) -> None:
+    a = nodes["hospital-a"]
+    m = {**manifest(), "kind": "compare", "params": {"statistic": "median"}}
+    resp = await a.submit(m)
+    assert not resp["ok"] and resp["rule"] == "params"
