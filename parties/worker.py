@@ -68,6 +68,9 @@ async def run(run_dir: Path, name: str) -> int:
 def main() -> int:
     """Entry point."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from parties.cli import single_threaded_blas
+
+    single_threaded_blas()
     run_dir, name = Path(sys.argv[1]), sys.argv[2]
     return asyncio.run(run(run_dir, name))
 
