@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from mpc.contracts import Channel
-from mpc.errors import ConfigError, MPCError, PolicyRefused, ProtocolViolation
+from mpc.errors import BudgetExceeded, ConfigError, MPCError, PolicyRefused, ProtocolViolation
 from mpc.session import Session
 from parties.audit import AuditLog
 from parties.config import NodeConfig, load_federation
 from parties.control import ControlServer
 from parties.datasets import read_columns
 from parties.jobs import JobContext, get_kind
+from parties.ledger import Budget, PrivacyLedger
 from parties.manifest import Manifest, parse_manifest
 from parties.policy import check_manifest
 from transport.identity import Identity
@@ -107,6 +108,9 @@ class Node:
             connect_timeout=config.connect_timeout,
         )
         self.audit = AuditLog(config.database)
+        self.ledger = PrivacyLedger(
+            config.database, {ds: Budget(b.epsilon, b.delta) for ds, b in config.budgets.items()}
+        )
         self._control = ControlServer(config.control_socket, self._on_request)
         self.jobs: dict[str, JobRecord] = {}
         self._channels: dict[str, Channel] = {}
@@ -157,7 +161,13 @@ class Node:
     async def _on_request(self, req: dict[str, Any]) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
         op = req.get("op")
         if op == "status":
-            return {"ok": True, "name": self.name, "mesh": self.mesh.stats(), "jobs": self._job_list()}
+            return {
+                "ok": True,
+                "name": self.name,
+                "mesh": self.mesh.stats(),
+                "jobs": self._job_list(),
+                "budgets": self._budgets(),
+            }
         if op == "jobs":
             return {"ok": True, "jobs": self._job_list()}
         if op == "submit":
@@ -180,6 +190,13 @@ class Node:
             job_id = req.get("job_id")
             return {"ok": True, "entries": [e.as_dict() for e in self.audit.entries(job_id if isinstance(job_id, str) else None)]}
         raise ConfigError(f"unknown control operation {op!r}")
+
+    def _budgets(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for ds, b in self.config.budgets.items():
+            left = self.ledger.remaining(ds)
+            out[ds] = {"epsilon": b.epsilon, "delta": b.delta, "remaining_epsilon": left.epsilon, "remaining_delta": left.delta}
+        return out
 
     def _lookup(self, job_id: Any) -> JobRecord:
         if isinstance(job_id, str):
@@ -210,6 +227,7 @@ class Node:
                 proposer=self.name,
                 sender=None,
                 count_rows=self._count_rows,
+                check_budget=self._check_budget,
             )
         except PolicyRefused as exc:
             self.audit.record("refused", actor=self.name, manifest_hash=digest, rule=exc.rule, reason=str(exc), proposer=self.name)
@@ -393,6 +411,7 @@ class Node:
                 proposer=peer,
                 sender=peer,
                 count_rows=self._count_rows,
+                check_budget=self._check_budget,
             )
             if job_id in self.jobs:  # again, after the await
                 raise PolicyRefused("a job with this id already exists", rule="duplicate-job")
@@ -426,6 +445,31 @@ class Node:
             log.warning("job %s expired: the proposer never started it", rec.job_id)
 
     # ------------------------------------------------------------------ running
+
+    def _check_budget(self, dataset: str, epsilon: float, delta: float) -> None:
+        """Refuse (before anything runs) a DP job the dataset's remaining budget cannot pay."""
+        left = self.ledger.remaining(dataset)
+        if epsilon > left.epsilon + 1e-12 or delta > left.delta + 1e-12:
+            raise BudgetExceeded(
+                f"dataset {dataset!r} has ({left.epsilon:g}, {left.delta:g}) left; the job needs ({epsilon:g}, {delta:g})",
+                rule="budget-exceeded",
+            )
+
+    def _charge(self, rec: JobRecord) -> str | None:
+        """Commit a DP job's charge durably before any of its messages leave the node."""
+        kind = get_kind(rec.manifest.kind)
+        spec = rec.manifest.inputs.get(self.name)
+        if kind is None or not kind.dp or spec is None or rec.manifest.dp is None:
+            return None
+        dp = rec.manifest.dp
+        self.ledger.charge(spec.dataset, rec.job_id, dp.epsilon, dp.delta)
+        left = self.ledger.remaining(spec.dataset)
+        self.audit.record(
+            "charged", actor=self.name, job_id=rec.job_id, manifest_hash=rec.digest,
+            dataset=spec.dataset, epsilon=dp.epsilon, delta=dp.delta,
+            remaining_epsilon=left.epsilon, remaining_delta=left.delta,
+        )
+        return spec.dataset
 
     def _count_rows(self, dataset: str) -> int:
         ds = self.config.datasets[dataset]
@@ -471,7 +515,9 @@ class Node:
         def progress(fraction: float, label: str) -> None:
             rec.progress = (min(max(float(fraction), 0.0), 1.0), label)
 
+        charged: str | None = None
         try:
+            charged = await asyncio.to_thread(self._charge, rec)
             data: dict[str, Any] = {}
             spec = manifest.inputs.get(self.name)
             if spec is not None:
@@ -495,6 +541,11 @@ class Node:
                     self._write_outputs(rec)
                 rec.state = "done"
         finally:
+            if charged is not None:
+                if rec.state == "done":
+                    self.ledger.record_release(charged, rec.job_id, list(rec.manifest.receivers))
+                else:
+                    self.ledger.record_failure(charged, rec.job_id, rec.error or rec.state)
             rec.ended = time.time()
             rec.stats = channel.stats.as_dict()
             self._close_session(rec.job_id)

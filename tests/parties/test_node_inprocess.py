@@ -146,3 +146,55 @@ async def test_compare_refuses_bad_params(nodes: dict[str, Node]) -> None:
     m = {**manifest(), "kind": "compare", "params": {"statistic": "median"}}
     resp = await a.submit(m)
     assert not resp["ok"] and resp["rule"] == "params"
+
+
+async def test_dp_budget_is_charged_before_running_and_refused_when_spent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DP job kind (a test stand-in: secure-sum declared as DP) charges each input dataset."""
+    import dataclasses
+
+    from mpc.errors import BudgetExceeded
+    from parties import jobs
+    from parties.config import BudgetConfig
+
+    dp_kind = dataclasses.replace(jobs.JOB_KINDS["secure-sum"], name="dp-sum", dp=True)
+    monkeypatch.setitem(jobs.JOB_KINDS, "dp-sum", dp_kind)
+    for n in NAMES:
+        (tmp_path / n).mkdir()
+        (tmp_path / n / "d.csv").write_text("x\n1\n2\n3\n")
+    parties = create_local_federation(tmp_path, NAMES, recv_timeout=3.0, datasets={n: {"d": DATASET} for n in NAMES})
+    started = []
+    for p in parties:
+        cfg = load_node_config(p.config_path)
+        policy = dataclasses.replace(cfg.policy, allowed_jobs=("secure-sum", "dp-sum"))
+        budget = BudgetConfig(1.0, 1e-6) if p.name == "hospital-b" else BudgetConfig(10.0, 1e-5)
+        node = Node(dataclasses.replace(cfg, policy=policy, budgets={"d": budget}))
+        await node.start()
+        started.append(node)
+    a, b = started
+    try:
+        m = {**manifest(), "kind": "dp-sum", "dp": {"epsilon": 0.6, "delta": 1e-7}}
+        first = await a.submit(m)
+        assert first["ok"], first
+        job_id = first["job"]["job_id"]
+        for node in started:
+            events = [e.event for e in node.audit.entries(job_id)]
+            assert events.index("charged") < events.index("finished")
+            charge = node.ledger.charges("d")[-1]
+            assert charge.job_id == job_id and charge.epsilon == 0.6 and charge.status == "released"
+        assert b.ledger.remaining("d").epsilon == pytest.approx(0.4)
+        # hospital-b has 0.4 left: the next job is refused by b before anything runs.
+        second = await a.submit(m)
+        assert not second["ok"] and second["rule"] == "budget-exceeded"
+        assert any(r["party"] == "hospital-b" for r in second["refusals"])
+        assert b.ledger.remaining("d").epsilon == pytest.approx(0.4)
+        assert a.ledger.remaining("d").epsilon == pytest.approx(9.4)
+        # A DP job without a [dp] table is refused by the proposer's own policy.
+        no_dp = await a.submit({**manifest(), "kind": "dp-sum"})
+        assert not no_dp["ok"] and no_dp["rule"] == "dp"
+        with pytest.raises(BudgetExceeded):
+            b._check_budget("d", 0.5, 0.0)
+        st = await a._on_request({"op": "status"})
+        assert st["budgets"]["d"]["remaining_epsilon"] == pytest.approx(9.4)  # type: ignore[index]
+    finally:
+        for node in started:
+            await node.stop()
