@@ -1,0 +1,300 @@
+"""The client side of SecAgg: one state dataclass per stage and a pure function per step.
+
+Each ``client_*`` function takes the state of the previous stage and the aggregator's message,
+checks the message, and returns the new state and the client's next message. No I/O here; the
+async driver is :mod:`protocols.secagg.protocol`.
+
+Stages (Bonawitz et al. 2017, section 4; SecAgg+ restricts every set to the neighbours):
+
+0. :func:`client_setup` -> :class:`ClientSetup`: two X25519 key pairs, one to encrypt shares
+   (``c``), one to agree pairwise masks (``s``); send both public keys.
+1. :func:`client_share_keys` -> :class:`ClientSharedKeys`: given the roster (the live
+   neighbours' public keys), draw the self-mask seed ``b``, Shamir-share ``b`` and the mask
+   private key among the roster with threshold ``t``, encrypt each holder's two shares to it
+   (AES-GCM, key from X25519 + HKDF, associated data binding run, sender and receiver), send the
+   ciphertexts and a commitment to ``b``.
+2. :func:`client_mask` -> :class:`ClientMasked`: given the ciphertexts of the partners that
+   shared keys, decrypt and keep their shares, and send the masked input
+   ``y = x + PRG(b) + sum_v +-PRG(k_uv)`` over those partners.
+3. :func:`client_unmask`: given which partners' masked inputs arrived, reveal for each partner
+   the share of its self-mask seed (it survived) or of its mask key (it dropped), never both.
+4. :func:`client_result`: the released sum, if the run releases it to the clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from mpc.errors import AbortError, ConfigError, ProtocolViolation
+from mpc.prg import PRG
+from protocols.secagg import crypto, messages
+from protocols.secagg.masking import apply_masks, pairwise_seed, pairwise_sign
+from protocols.secagg.messages import B_LIMBS, CT_BYTES, SK_LIMBS
+from protocols.secagg.params import SecAggPlan
+from protocols.secagg.result import SecAggResult
+from protocols.secagg.shamir import share_secret
+
+__all__ = [
+    "ClientSetup",
+    "ClientSharedKeys",
+    "ClientMasked",
+    "check_input",
+    "client_setup",
+    "client_share_keys",
+    "client_mask",
+    "client_unmask",
+    "client_result",
+    "share_associated_data",
+]
+
+
+def share_associated_data(context: bytes, sender: int, receiver: int) -> bytes:
+    """AEAD associated data of the share message from ``sender`` to ``receiver`` in a run."""
+    return b"secagg-share\x00" + context + crypto.party_bytes(sender, receiver)
+
+
+def _share_key(shared: bytes, context: bytes, sender: int, receiver: int) -> bytes:
+    """The one-direction AES key for share messages from ``sender`` to ``receiver``."""
+    return crypto.derive(
+        shared, "secagg-share-key", context + crypto.party_bytes(sender, receiver), 32
+    )
+
+
+def check_input(x: Any, plan: SecAggPlan) -> np.ndarray:
+    """A client's input as a ring vector of the plan's container dtype (a copy).
+
+    Raises:
+        ConfigError: not an integer array of shape ``(dim,)`` with values in [0, 2^bits).
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu" or arr.shape != (plan.dim,):
+        raise ConfigError(f"input must be an integer array of shape ({plan.dim},)")
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise ConfigError("input values must be non-negative ring elements")
+    if plan.bits < 64 and arr.size and int(arr.max()) >> plan.bits:
+        raise ConfigError(f"input values must be below 2^{plan.bits}")
+    return arr.astype(plan.dtype, copy=True)
+
+
+@dataclass(frozen=True)
+class ClientSetup:
+    """After stage 0: this client's key pairs.
+
+    Attributes:
+        plan: the run's validated parameters.
+        party_id: this client.
+        context: bytes naming the run (session id and protocol path), bound into every key.
+        neighbors: this client's neighbours in the (public) graph.
+        enc_sk: X25519 private key for share encryption.
+        mask_sk: X25519 private key for pairwise masks (Shamir-shared in stage 1).
+    """
+
+    plan: SecAggPlan
+    party_id: int
+    context: bytes
+    neighbors: frozenset[int]
+    enc_sk: bytes
+    mask_sk: bytes
+
+
+@dataclass(frozen=True)
+class ClientSharedKeys:
+    """After stage 1: the roster's keys, our self-mask seed and the share keys.
+
+    Attributes:
+        setup: stage 0 state.
+        mask_pks: roster peer -> its mask public key.
+        recv_keys: roster peer -> AES key of share messages from it to us.
+        self_seed: ``b``, the 16-byte self-mask seed.
+    """
+
+    setup: ClientSetup
+    mask_pks: dict[int, bytes]
+    recv_keys: dict[int, bytes]
+    self_seed: bytes
+
+
+@dataclass(frozen=True)
+class ClientMasked:
+    """After stage 2: the partners and the shares they gave us.
+
+    Attributes:
+        shared: stage 1 state.
+        partners: the neighbours that shared keys (ascending); our pairwise masks used them.
+        sk_shares: uint32 ``(len(partners), SK_LIMBS)``: our shares of their mask keys.
+        b_shares: uint32 ``(len(partners), B_LIMBS)``: our shares of their self-mask seeds.
+    """
+
+    shared: ClientSharedKeys
+    partners: tuple[int, ...]
+    sk_shares: np.ndarray
+    b_shares: np.ndarray
+
+    @property
+    def plan(self) -> SecAggPlan:
+        """The run's parameters."""
+        return self.shared.setup.plan
+
+
+def client_setup(
+    plan: SecAggPlan,
+    party_id: int,
+    context: bytes,
+    graph: Mapping[int, frozenset[int]],
+    prg: PRG,
+) -> tuple[ClientSetup, dict[str, Any]]:
+    """Stage 0: make the key pairs; the message advertises both public keys."""
+    if party_id not in plan.clients:
+        raise ConfigError(f"party {party_id} is not a client of this run")
+    enc_sk, enc_pk = crypto.keypair(prg)
+    mask_sk, mask_pk = crypto.keypair(prg)
+    state = ClientSetup(plan, party_id, context, graph[party_id], enc_sk, mask_sk)
+    return state, {"c": enc_pk, "s": mask_pk}
+
+
+def client_share_keys(
+    state: ClientSetup, roster: Any, prg: PRG
+) -> tuple[ClientSharedKeys, dict[str, Any]]:
+    """Stage 1: share ``b`` and the mask key among the roster, encrypted to each holder.
+
+    Raises:
+        ProtocolViolation: the roster is malformed or names a non-neighbour.
+        AbortError: the roster is smaller than the threshold (or the run was stopped).
+    """
+    messages.check_stop(roster, "share-keys")
+    plan, me, server = state.plan, state.party_id, state.plan.server
+    ids = messages.ids_array(messages.field(roster, "ids", server), server, "roster ids")
+    h = ids.size
+    enc_pks = messages.uint8_rows(messages.field(roster, "c", server), h, 32, server, "keys")
+    mask_pks = messages.uint8_rows(messages.field(roster, "s", server), h, 32, server, "keys")
+    holders = [int(v) for v in ids]
+    if not set(holders) <= state.neighbors:
+        raise ProtocolViolation("the roster names clients that are not our neighbours")
+    if h < plan.threshold:
+        raise AbortError(f"only {h} live neighbours, threshold {plan.threshold}")
+    self_seed = prg.bytes(crypto.SEED_BYTES)
+    xs = ids + 1
+    sk_shares = share_secret(state.mask_sk, xs, plan.threshold, prg)
+    b_shares = share_secret(self_seed, xs, plan.threshold, prg)
+    plaintexts = np.concatenate([sk_shares, b_shares], axis=1).astype("<u4")
+    ct = np.empty((h, CT_BYTES), dtype=np.uint8)
+    recv_keys: dict[int, bytes] = {}
+    enc_key = crypto.private_key(state.enc_sk)
+    # A loop over the roster (one key agreement and one AEAD message per holder).
+    for row, v in enumerate(holders):
+        shared = crypto.agree(enc_key, enc_pks[row].tobytes())
+        recv_keys[v] = _share_key(shared, state.context, v, me)
+        sealed = crypto.seal(
+            _share_key(shared, state.context, me, v),
+            plaintexts[row].tobytes(),
+            share_associated_data(state.context, me, v),
+            prg,
+        )
+        ct[row] = np.frombuffer(sealed, dtype=np.uint8)
+    commitment = crypto.commit(self_seed, "secagg-self-seed", state.context + crypto.party_bytes(me))
+    new = ClientSharedKeys(
+        setup=state,
+        mask_pks={v: mask_pks[row].tobytes() for row, v in enumerate(holders)},
+        recv_keys=recv_keys,
+        self_seed=self_seed,
+    )
+    return new, {"to": ids, "ct": ct, "commit": commitment}
+
+
+def client_mask(state: ClientSharedKeys, forwarded: Any, x: np.ndarray) -> tuple[ClientMasked, np.ndarray]:
+    """Stage 2: keep the partners' decrypted shares; return the masked input.
+
+    Args:
+        state: stage 1 state.
+        forwarded: the aggregator's message with the partners' ciphertexts.
+        x: this client's input as returned by :func:`check_input`.
+
+    Raises:
+        ProtocolViolation: malformed message, unknown sender, or a ciphertext that fails
+            authentication (tampered, or bound to another sender, receiver or run).
+        AbortError: fewer partners than the threshold (or the run was stopped).
+    """
+    messages.check_stop(forwarded, "masked-input")
+    setup = state.setup
+    plan, me, server = setup.plan, setup.party_id, setup.plan.server
+    ids = messages.ids_array(messages.field(forwarded, "from", server), server, "senders")
+    cts = messages.uint8_rows(messages.field(forwarded, "ct", server), ids.size, CT_BYTES, server, "shares")
+    partners = tuple(int(u) for u in ids)
+    if not set(partners) <= set(state.recv_keys):
+        raise ProtocolViolation("forwarded shares from a client outside our roster")
+    if len(partners) < plan.threshold:
+        raise AbortError(f"only {len(partners)} partners, threshold {plan.threshold}")
+    plain = np.empty((len(partners), messages.SHARE_PLAINTEXT_BYTES), dtype=np.uint8)
+    for row, u in enumerate(partners):  # one AEAD message per partner
+        pt = crypto.open_sealed(
+            state.recv_keys[u], cts[row].tobytes(), share_associated_data(setup.context, u, me)
+        )
+        if len(pt) != messages.SHARE_PLAINTEXT_BYTES:
+            raise ProtocolViolation(f"share message from party {u} has the wrong length")
+        plain[row] = np.frombuffer(pt, dtype=np.uint8)
+    limbs = plain.view("<u4").astype(np.uint32)
+    share_rows = messages.share_rows(limbs, len(partners), SK_LIMBS + B_LIMBS, server, "shares")
+    y = np.array(x, dtype=plan.dtype, copy=True)
+    plus = [state.self_seed]
+    minus: list[bytes] = []
+    mask_key = crypto.private_key(setup.mask_sk)
+    for v in partners:  # one key agreement and one mask expansion per partner
+        seed = pairwise_seed(mask_key, state.mask_pks[v], me, v, setup.context)
+        (plus if pairwise_sign(me, v) > 0 else minus).append(seed)
+    plan.reduce(apply_masks(y, plus, minus, plan))
+    new = ClientMasked(
+        shared=state,
+        partners=partners,
+        sk_shares=np.ascontiguousarray(share_rows[:, :SK_LIMBS]),
+        b_shares=np.ascontiguousarray(share_rows[:, SK_LIMBS:]),
+    )
+    return new, y
+
+
+def client_unmask(state: ClientMasked, survivors: Any) -> dict[str, Any]:
+    """Stage 3: reveal, per partner, the share of its seed ``b`` (alive) or mask key (dropped).
+
+    Raises:
+        ProtocolViolation: the list of survivors is malformed or names a non-partner.
+        AbortError: fewer survivors than the plan allows (or the run was stopped).
+    """
+    messages.check_stop(survivors, "unmask")
+    plan, server = state.plan, state.plan.server
+    alive = messages.ids_array(messages.field(survivors, "alive", server), server, "survivors")
+    n_alive = messages.field(survivors, "n_alive", server)
+    if isinstance(n_alive, bool) or not isinstance(n_alive, int):
+        raise ProtocolViolation("the survivor count is not an integer")
+    if n_alive < plan.min_survivors or n_alive < plan.threshold:
+        raise AbortError(f"only {n_alive} survivors, {plan.min_survivors} required")
+    index = {u: row for row, u in enumerate(state.partners)}
+    if any(int(u) not in index for u in alive):
+        raise ProtocolViolation("the survivors name a client that is not our partner")
+    alive_rows = np.array([index[int(u)] for u in alive], dtype=np.int64)
+    dropped_mask = np.ones(len(state.partners), dtype=bool)
+    dropped_mask[alive_rows] = False
+    partners = np.array(state.partners, dtype=np.int64)
+    return {
+        "b_from": alive,
+        "b": state.b_shares[alive_rows],
+        "sk_from": partners[dropped_mask],
+        "sk": state.sk_shares[dropped_mask],
+    }
+
+
+def client_result(state: ClientMasked, payload: Any) -> SecAggResult:
+    """Stage 4: the sum released by the aggregator.
+
+    Raises:
+        ProtocolViolation: malformed message.
+        AbortError: the run was stopped.
+    """
+    messages.check_stop(payload, "result")
+    plan, server = state.plan, state.plan.server
+    total = messages.vector(messages.field(payload, "sum", server), plan.dtype, plan.dim, plan.bits, server)
+    survivors = messages.ids_array(messages.field(payload, "survivors", server), server, "survivors")
+    if not set(int(u) for u in survivors) <= set(plan.clients):
+        raise ProtocolViolation("the survivors name a party that is not a client")
+    return SecAggResult(total=np.array(total), survivors=tuple(int(u) for u in survivors))

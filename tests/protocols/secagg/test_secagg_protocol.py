@@ -1,0 +1,307 @@
+"""SecAgg on the in-memory mesh (and once over real processes), checked against numpy sums."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mpc.errors import AbortError, ConfigError, PeerUnavailable, ProtocolViolation
+from mpc.prg import PRG
+from mpc.session import Session
+from parties.testing import run_parties
+from protocols.secagg import SecAggParams, collect, open_run, run_party, secure_aggregate, send_each
+from protocols.secagg import messages
+from protocols.secagg.protocol import (
+    run_client_mask,
+    run_client_result,
+    run_client_setup,
+    run_client_share_keys,
+    run_client_unmask,
+)
+from protocols.secagg.server import server_collect_keys, server_relay_shares
+from transport.memory import MemoryNetwork
+
+STAGES = ("advertise", "shares", "masked", "unmask")
+
+
+def names(n_clients: int) -> list[str]:
+    return ["agg"] + [f"c{i}" for i in range(n_clients)]
+
+
+def ring_inputs(prg: PRG, n_clients: int, dim: int, bits: int = 32) -> dict[str, Any]:
+    dtype = {12: np.uint16, 32: np.uint32, 64: np.uint64}[bits]
+    mask = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2**64 - 1)
+    parties = names(n_clients)
+    return {"agg": None, **{p: (prg.uint64(dim) & mask).astype(dtype) for p in parties[1:]}}
+
+
+def plain_sum(inputs: dict[str, Any], party_ids: tuple[int, ...], bits: int = 32) -> np.ndarray:
+    parties = list(inputs)
+    total = np.zeros_like(inputs[parties[1]], dtype=np.uint64)
+    for i in party_ids:
+        total += inputs[parties[i]].astype(np.uint64)
+    if bits < 64:
+        total &= np.uint64((1 << bits) - 1)
+    return total
+
+
+def seeds_for(prg: PRG, parties: list[str]) -> dict[str, bytes]:
+    return {p: prg.bytes(16) for p in parties}
+
+
+def dropping(params: SecAggParams, drops: dict[int, str], net: MemoryNetwork | None) -> Any:
+    """A program whose clients in ``drops`` stop instead of sending the named stage's message,
+    once the aggregator's previous message proved their last message arrived: killed (``net``
+    given: receives from them fail at once) or silent (the aggregator times out)."""
+
+    async def program(session: Session, x: Any) -> Any:
+        run = open_run(session, params)
+        me = session.party_id
+        if me == run.plan.server:
+            return await run_party(run, None)
+        stop_at = drops.get(me)
+
+        async def drop(after: str | None) -> str:
+            if after is not None:
+                await run.rounds[after].recv(run.plan.server)
+            if net is not None:
+                net.kill(session.parties[me])
+            return "dropped"
+
+        if stop_at == "advertise":
+            return await drop(None)
+        s0 = await run_client_setup(run)
+        if stop_at == "shares":
+            return await drop("roster")
+        s1 = await run_client_share_keys(run, s0)
+        if stop_at == "masked":
+            return await drop("forward")
+        s2 = await run_client_mask(run, s1, x)
+        if stop_at == "unmask":
+            return await drop("survivors")
+        await run_client_unmask(run, s2)
+        return await run_client_result(run, s2) if params.release else None
+
+    return program
+
+
+@pytest.mark.parametrize("n_clients", [2, 3, 5])
+@pytest.mark.parametrize("bits", [12, 32, 64])
+async def test_sum_matches_numpy(prg: PRG, n_clients: int, bits: int) -> None:
+    inputs = ring_inputs(prg, n_clients, 33, bits)
+    params = SecAggParams(dim=33, bits=bits, release=True)
+    async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
+        out = await net.run(lambda s, x: secure_aggregate(s, x, params), inputs, seeds=seeds_for(prg, list(inputs)))
+    everyone = tuple(range(1, n_clients + 1))
+    expected = plain_sum(inputs, everyone, bits)
+    for name, res in out.items():
+        assert res.survivors == everyone
+        assert res.total.dtype == params.plan(n_clients + 1).dtype
+        np.testing.assert_array_equal(res.total.astype(np.uint64), expected)
+    assert out["agg"].live["unmask"] == everyone
+
+
+@pytest.mark.parametrize("stage", STAGES)
+async def test_a_client_killed_at_each_stage(prg: PRG, stage: str) -> None:
+    inputs = ring_inputs(prg, 5, 16)
+    params = SecAggParams(dim=16, max_dropouts=1, release=True)
+    async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
+        out = await net.run(dropping(params, {3: stage}, net), inputs, seeds=seeds_for(prg, list(inputs)))
+    expected_survivors = (1, 2, 4, 5) if stage in ("advertise", "shares", "masked") else (1, 2, 3, 4, 5)
+    res = out["agg"]
+    assert res.survivors == expected_survivors
+    np.testing.assert_array_equal(res.total, plain_sum(inputs, expected_survivors))
+    for p in ("c0", "c1", "c3", "c4"):
+        np.testing.assert_array_equal(out[p].total, res.total)
+    assert out["c2"] == "dropped"
+
+
+async def test_hundred_clients_killed_at_every_stage(prg: PRG) -> None:
+    n, dim = 100, 200
+    inputs = ring_inputs(prg, n, dim)
+    drops = {pid: STAGES[(pid - 1) // 3] for pid in range(1, 13)}  # 3 clients per stage
+    params = SecAggParams(dim=dim, max_dropouts=12, stage_timeout=5.0)
+    async with MemoryNetwork(list(inputs), recv_timeout=10.0) as net:
+        out = await net.run(dropping(params, drops, net), inputs, seeds=seeds_for(prg, list(inputs)))
+    res = out["agg"]
+    expected = tuple(p for p in range(1, n + 1) if drops.get(p) not in ("advertise", "shares", "masked"))
+    assert res.survivors == expected and len(expected) == 91
+    assert len(res.live["advertise"]) == 97 and len(res.live["unmask"]) == 88
+    np.testing.assert_array_equal(res.total, plain_sum(inputs, expected))
+
+
+async def test_hundred_clients_secagg_plus_killed_at_every_stage(prg: PRG) -> None:
+    n, dim = 100, 300
+    inputs = ring_inputs(prg, n, dim)
+    drops = {pid: STAGES[k // 2] for k, pid in enumerate((5, 17, 33, 48, 61, 77, 84, 96))}
+    params = SecAggParams(dim=dim, neighbors=16, max_dropouts=8)
+    async with MemoryNetwork(list(inputs), recv_timeout=10.0) as net:
+        out = await net.run(dropping(params, drops, net), inputs, seeds=seeds_for(prg, list(inputs)))
+    res = out["agg"]
+    expected = tuple(p for p in range(1, n + 1) if drops.get(p) not in ("advertise", "shares", "masked"))
+    assert res.survivors == expected
+    np.testing.assert_array_equal(res.total, plain_sum(inputs, expected))
+
+
+async def test_silent_clients_at_every_stage_time_out(prg: PRG) -> None:
+    n, dim = 10, 50
+    inputs = ring_inputs(prg, n, dim)
+    drops = {2: "advertise", 4: "shares", 6: "masked", 8: "unmask"}
+    params = SecAggParams(dim=dim, max_dropouts=4, stage_timeout=0.5, release=True)
+    async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
+        out = await net.run(dropping(params, drops, None), inputs, seeds=seeds_for(prg, list(inputs)))
+    res = out["agg"]
+    expected = (1, 3, 5, 7, 8, 9, 10)
+    assert res.survivors == expected
+    assert res.live["advertise"] == (1, 3, 4, 5, 6, 7, 8, 9, 10)
+    assert res.live["unmask"] == (1, 3, 5, 7, 9, 10)
+    np.testing.assert_array_equal(res.total, plain_sum(inputs, expected))
+    for p in ("c0", "c2", "c9"):
+        np.testing.assert_array_equal(out[p].total, res.total)
+
+
+async def test_fewer_than_t_shares_refuses_to_reconstruct(prg: PRG) -> None:
+    inputs = ring_inputs(prg, 5, 8)  # t = 3 of 4 holders
+    params = SecAggParams(dim=8, max_dropouts=1, release=True)
+    drops = {1: "unmask", 2: "unmask", 3: "unmask"}  # all masked inputs in, 2 shares per secret
+    async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
+        out = await net.run(dropping(params, drops, net), inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True)
+    assert isinstance(out["agg"], AbortError) and "refusing to reconstruct" in str(out["agg"])
+    assert isinstance(out["c3"], AbortError) and isinstance(out["c4"], AbortError)
+
+
+async def test_too_many_dropouts_abort_before_unmasking(prg: PRG) -> None:
+    inputs = ring_inputs(prg, 5, 8)
+    params = SecAggParams(dim=8, max_dropouts=1, min_survivors=4)
+    async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
+        out = await net.run(
+            dropping(params, {1: "masked", 2: "masked"}, net), inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True
+        )
+    assert isinstance(out["agg"], AbortError)
+    for p in ("c2", "c3", "c4"):
+        assert isinstance(out[p], AbortError) and "aborted" in str(out[p])
+
+
+async def test_aggregator_dropping_leaves_clients_with_peer_unavailable(prg: PRG) -> None:
+    inputs = ring_inputs(prg, 3, 8)
+    params = SecAggParams(dim=8)
+
+    async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
+
+        async def program(session: Session, x: Any) -> Any:
+            if session.party_id == 0:
+                run = open_run(session, params)
+                await collect(run.rounds["advertise"], [1, 2, 3], 5.0)
+                net.kill("agg")
+                return "gone"
+            return await secure_aggregate(session, x, params)
+
+        out = await net.run(program, inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True)
+    for p in ("c0", "c1", "c2"):
+        assert isinstance(out[p], PeerUnavailable) and out[p].peer == "agg"
+
+
+async def test_malformed_masked_vector_aborts_the_run(prg: PRG) -> None:
+    inputs = ring_inputs(prg, 3, 8)
+    params = SecAggParams(dim=8)
+
+    async def program(session: Session, x: Any) -> Any:
+        run = open_run(session, params)
+        if session.party_id != 2:
+            return await run_party(run, x)
+        s1 = await run_client_share_keys(run, await run_client_setup(run))
+        await run.rounds["forward"].recv(0)
+        await run.rounds["masked"].send(0, np.zeros(7, dtype=np.uint32))  # wrong length
+        return await run.rounds["survivors"].recv(0)
+
+    async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
+        out = await net.run(program, inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True)
+    assert isinstance(out["agg"], ProtocolViolation)
+    assert isinstance(out["c0"], AbortError) and isinstance(out["c2"], AbortError)
+    assert out["c1"] == messages.stop(ProtocolViolation.code)  # only the error's code is sent
+
+
+async def test_aggregator_tampering_with_a_relayed_share_is_detected(prg: PRG) -> None:
+    inputs = ring_inputs(prg, 4, 8)
+    params = SecAggParams(dim=8)
+
+    async def program(session: Session, x: Any) -> Any:
+        run = open_run(session, params)
+        if session.party_id != 0:
+            return await run_party(run, x)
+        clients = list(run.plan.clients)
+        got = await collect(run.rounds["advertise"], clients, 5.0)
+        keys, rosters = server_collect_keys(run.plan, run.context, run.graph, got)
+        await send_each(run.rounds["roster"], rosters)
+        got = await collect(run.rounds["shares"], clients, 5.0)
+        _, forward = server_relay_shares(keys, got)
+        ct = forward[2]["ct"].copy()
+        ct[0, 20] ^= 0x40
+        forward[2] = {**forward[2], "ct": ct}
+        await send_each(run.rounds["forward"], forward)
+        return "tampered"
+
+    async with MemoryNetwork(list(inputs), recv_timeout=1.0) as net:
+        out = await net.run(program, inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True)
+    assert isinstance(out["c1"], ProtocolViolation)
+
+
+async def test_bad_client_input_is_refused_before_sending(prg: PRG) -> None:
+    inputs = ring_inputs(prg, 4, 8)
+    inputs["c1"] = np.ones(8)  # floats are not ring elements
+    params = SecAggParams(dim=8, max_dropouts=1, stage_timeout=0.5)
+    async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
+        out = await net.run(lambda s, x: secure_aggregate(s, x, params), inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True)
+    assert isinstance(out["c1"], ConfigError)
+    assert out["agg"].survivors == (1, 3, 4)
+    np.testing.assert_array_equal(out["agg"].total, plain_sum(inputs, (1, 3, 4)))
+
+    async def with_data(session: Session, x: Any) -> Any:
+        return await secure_aggregate(session, np.zeros(8, dtype=np.uint32), params)
+
+    async with MemoryNetwork(list(inputs), recv_timeout=0.5) as net:
+        out = await net.run(with_data, inputs, return_exceptions=True)
+    assert isinstance(out["agg"], ConfigError)
+
+
+async def test_bytes_per_client_match_the_docstring(prg: PRG) -> None:
+    n, dim = 5, 1000
+    inputs = ring_inputs(prg, n, dim)
+    params = SecAggParams(dim=dim)
+    stats: dict[str, Any] = {}
+
+    async def program(session: Session, x: Any) -> Any:
+        res = await secure_aggregate(session, x, params)
+        stats[session.parties[session.party_id]] = session.stats
+        return res
+
+    async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
+        await net.run(program, inputs, seeds=seeds_for(prg, list(inputs)))
+    h = a = n - 1
+    payload = 96 + 104 * h + 4 * dim + 32 * a + 52 * (h - a)
+    for p in list(inputs)[1:]:
+        st = stats[p]
+        assert st.messages_sent == 4
+        assert payload <= st.bytes_sent < payload + 4 * 200  # framing and msgpack keys
+
+
+def secagg_program(session: Session, x: Any) -> Any:
+    """A module-level program for the multi-process harness."""
+    return secure_aggregate(session, x, SecAggParams(dim=16, release=True))
+
+
+async def _as_dict(session: Session, x: Any) -> Any:
+    res = await secagg_program(session, x)
+    return {"total": res.total, "survivors": list(res.survivors)}
+
+
+def test_processes_transport(prg: PRG) -> None:
+    inputs = ring_inputs(prg, 3, 16)
+    outcomes = run_parties(_as_dict, list(inputs.values()), names=list(inputs), transport="processes", recv_timeout=20.0)
+    expected = plain_sum(inputs, (1, 2, 3))
+    for o in outcomes:
+        assert o.ok, o.error
+        np.testing.assert_array_equal(o.result["total"], expected)
+        assert list(o.result["survivors"]) == [1, 2, 3]
