@@ -27,6 +27,9 @@ from mpc.ring import decode_int, encode_int
 from mpc.session import Session
 from parties.manifest import Manifest
 from protocols import gc
+from protocols.secagg import SecAggParams
+from protocols.secagg.fedavg import FedAvgConfig, federated_averaging
+from protocols.secagg.models import ModelSpec
 from protocols.secure_sum import secure_sum_to
 
 __all__ = ["JobContext", "JobKind", "JOB_KINDS", "get_kind", "encode_column_sums", "decode_column_sums"]
@@ -74,7 +77,7 @@ class JobKind:
     outputs: tuple[str, ...]
     run: RunFn
     roles: tuple[str, ...] = ()
-    inputs: str = "all"  # "all": every party gives an input; "none": no dataset is read
+    inputs: str = "all"  # "all": every party; "clients": all but the role holders; "none"
     statistics: bool = False
     dp: bool = False
     check_params: Callable[[Manifest], None] = lambda manifest: None
@@ -203,11 +206,132 @@ async def _run_compare(ctx: JobContext) -> dict[str, Any]:
     return {"result": out}
 
 
+# ----------------------------------------------------------------------------- secagg-fedavg
+
+_FEDAVG_PARAMS = {
+    "model", "label", "rounds", "local_steps", "learning_rate", "clip", "noise_multiplier",
+    "max_dropouts", "hidden", "stage_timeout", "eval_every", "scaling", "neighbors",
+}
+
+
+def fedavg_config(manifest: Manifest) -> FedAvgConfig:
+    """The FedAvg configuration a manifest describes (the same at every party).
+
+    Raises:
+        ConfigError: unknown or invalid parameters.
+    """
+    p = manifest.params
+    unknown = set(p) - _FEDAVG_PARAMS
+    if unknown:
+        raise ConfigError(f"secagg-fedavg: unknown parameter(s) {', '.join(sorted(unknown))}")
+    server = manifest.roles.get("server")
+    if server is None:
+        raise ConfigError("secagg-fedavg: needs a 'server' role")
+    label = p.get("label")
+    specs = list(manifest.inputs.values())
+    if not isinstance(label, str) or not specs or any(spec.columns[-1] != label for spec in specs):
+        raise ConfigError("secagg-fedavg: every client's last column must be the label named by params.label")
+    widths = {len(spec.columns) for spec in specs}
+    if len(widths) != 1 or widths == {1}:
+        raise ConfigError("secagg-fedavg: every client names the same number of feature columns, then the label")
+    n_features = widths.pop() - 1
+    try:
+        model = ModelSpec(p.get("model", "logreg"), n_features, int(p.get("hidden", 16)))
+        return FedAvgConfig(
+            model=model,
+            n_clients=len(manifest.parties) - 1,
+            rounds=int(p.get("rounds", 10)),
+            local_steps=int(p.get("local_steps", 10)),
+            learning_rate=float(p.get("learning_rate", 0.5)),
+            clip=float(p.get("clip", 1.0)),
+            noise_multiplier=float(p.get("noise_multiplier", 1.0)),
+            delta=manifest.dp.delta if manifest.dp is not None and manifest.dp.delta > 0 else 1e-5,
+            max_dropouts=int(p.get("max_dropouts", 0)),
+            secagg=SecAggParams(
+                dim=1,
+                server=manifest.parties.index(server),
+                stage_timeout=float(p.get("stage_timeout", 5.0)),
+                neighbors=p.get("neighbors"),
+            ),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"secagg-fedavg: invalid parameter: {exc}") from None
+
+
+def _scaling(manifest: Manifest, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    scaling = manifest.params.get("scaling")
+    if scaling is None:
+        return np.zeros(n_features), np.ones(n_features)
+    if not isinstance(scaling, dict) or set(scaling) != {"mean", "std"}:
+        raise ConfigError("secagg-fedavg: scaling needs 'mean' and 'std' lists")
+    mean, std = np.asarray(scaling["mean"], dtype=np.float64), np.asarray(scaling["std"], dtype=np.float64)
+    if mean.shape != (n_features,) or std.shape != (n_features,) or not np.all(std > 0):
+        raise ConfigError("secagg-fedavg: scaling mean/std must have one positive entry per feature")
+    return mean, std
+
+
+def _check_fedavg(manifest: Manifest) -> None:
+    config = fedavg_config(manifest)
+    config.secagg_params().plan(len(manifest.parties))
+    _scaling(manifest, config.model.n_features)
+    if set(manifest.outputs["model"]) != set(manifest.parties):
+        raise ConfigError("secagg-fedavg: every party learns the model each round; output 'model' must go to all")
+    spend = config.planned_spend()
+    if manifest.dp is None or manifest.dp.epsilon + 1e-9 < spend.epsilon or manifest.dp.delta < config.delta:
+        raise ConfigError(f"secagg-fedavg: [dp] must cover the planned spend (epsilon {spend.epsilon:.4g}, delta {config.delta:g})")
+    eval_every = manifest.params.get("eval_every", 5)
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 2:
+        raise ConfigError("secagg-fedavg: eval_every must be an integer >= 2 (every k-th row is held out)")
+
+
+def split_rows(x: np.ndarray, y: np.ndarray, every: int) -> dict[str, np.ndarray]:
+    """Hold out every ``every``-th row for evaluation (a public, deterministic split)."""
+    held = np.arange(x.shape[0]) % every == 0
+    return {"x": x[~held], "y": y[~held], "x_eval": x[held], "y_eval": y[held]}
+
+
+async def _run_fedavg(ctx: JobContext) -> dict[str, Any]:
+    config = fedavg_config(ctx.manifest)
+    data = None
+    if ctx.party in ctx.manifest.inputs:
+        m = ctx.columns_matrix()
+        mean, std = _scaling(ctx.manifest, config.model.n_features)
+        x, y = (m[:, :-1] - mean) / std, m[:, -1]
+        if not np.all((y == 0) | (y == 1)):
+            raise ConfigError("secagg-fedavg: the label column must hold 0/1")
+        data = split_rows(x, y, int(ctx.manifest.params.get("eval_every", 5)))
+    ctx.progress(0.05, "training")
+    report = await federated_averaging(ctx.session, data, config)
+    ctx.progress(1.0, "done")
+    rounds = [
+        {"round": r.round, "survivors": len(r.survivors), "epsilon": r.epsilon, "accuracy": r.accuracy}
+        for r in report.rounds
+    ]
+    return {
+        "model": {
+            "model": config.model.kind,
+            "weights": np.asarray(report.final).tolist(),
+            "rounds": rounds,
+            "epsilon": report.epsilon,
+            "delta": config.delta,
+        }
+    }
+
+
 JOB_KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
         JobKind("secure-sum", outputs=("result",), run=_run_sum, statistics=True, check_params=_check_sum),
         JobKind("compare", outputs=("result",), run=_run_compare, statistics=True, check_params=_check_compare),
+        JobKind(
+            "secagg-fedavg",
+            outputs=("model",),
+            run=_run_fedavg,
+            roles=("server",),
+            inputs="clients",
+            dp=True,
+            check_params=_check_fedavg,
+        ),
     )
 }
 

@@ -123,6 +123,12 @@ def _check_shape(kind: JobKind, manifest: Manifest) -> None:
         )
     if kind.inputs == "all" and set(manifest.inputs) != set(manifest.parties):
         raise PolicyRefused(f"job kind {kind.name!r} needs an input from every party", rule="params")
+    if kind.inputs == "clients":
+        holders = set(manifest.roles.values())
+        if set(manifest.inputs) != set(manifest.parties) - holders:
+            raise PolicyRefused(
+                f"job kind {kind.name!r} needs an input from every party except the role holders", rule="params"
+            )
     if kind.inputs == "none" and manifest.inputs:
         raise PolicyRefused(f"job kind {kind.name!r} reads no datasets", rule="params")
     if kind.dp and manifest.dp is None:
