@@ -1,0 +1,185 @@
+"""Pure Z_2^128 helpers of the offline phase: limb layouts, vOLE correlations, roots, inverses.
+
+Everything here is local and pure (no communication, no randomness). Loops are over bit
+positions (at most 128), never over elements: each iteration is one vectorized operation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpc import ring128 as r128
+from mpc.errors import ConfigError
+from mpc.ring128 import Z128
+from protocols.spdz.shares import AuthShare
+
+__all__ = [
+    "KEY_BITS",
+    "to_limbs",
+    "from_limbs",
+    "key_bits",
+    "vole_correlation",
+    "bits_as_z128",
+    "inverse_odd",
+    "sqrt_odd",
+    "mul_public",
+    "add_public",
+    "lincomb_limbs",
+    "lincomb_bits",
+]
+
+KEY_BITS = 64
+"""Bits of a MAC key share alpha_i (s = 64)."""
+
+
+def to_limbs(x: Z128) -> np.ndarray:
+    """``x`` as the OT layer's z2_128 layout: uint64 array ``(*shape, 2)``, ``[lo, hi]``."""
+    return np.stack([np.asarray(x.lo, dtype=np.uint64), np.asarray(x.hi, dtype=np.uint64)], axis=-1)
+
+
+def from_limbs(a: np.ndarray) -> Z128:
+    """Inverse of :func:`to_limbs`."""
+    if a.dtype != np.uint64 or a.ndim < 1 or a.shape[-1] != 2:
+        raise ConfigError("z2_128 limbs must be uint64 of shape (..., 2)")
+    return Z128(np.ascontiguousarray(a[..., 0]), np.ascontiguousarray(a[..., 1]))
+
+
+def key_bits(key_share: np.ndarray) -> np.ndarray:
+    """The 64 bits of ``alpha_i`` (least significant first) as OT choices, (64,) uint8."""
+    k = np.asarray(key_share, dtype=np.uint64).reshape(())
+    return ((k >> np.arange(KEY_BITS, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+
+
+def vole_correlation(x: Z128) -> np.ndarray:
+    """The sender's correlations ``2^l x`` for ``l < 64``, shape ``(64, *x.shape, 2)`` limbs.
+
+    With the key holder choosing bit ``l`` of ``alpha_i`` in OT ``l``, the outputs sum to an
+    additive sharing of ``alpha_i * x`` (Gilboa's product, one OT per key bit).
+    """
+    out = np.empty((KEY_BITS, *x.shape, 2), dtype=np.uint64)
+    lo, hi = np.asarray(x.lo), np.asarray(x.hi)
+    out[0, ..., 0] = lo
+    out[0, ..., 1] = hi
+    # A loop over the 63 shift amounts (numpy cannot shift uint64 by 64): vectorized in x.
+    for shift in range(1, KEY_BITS):
+        s = np.uint64(shift)
+        out[shift, ..., 0] = lo << s
+        out[shift, ..., 1] = (hi << s) | (lo >> np.uint64(64 - shift))
+    return out
+
+
+def bits_as_z128(bits: np.ndarray) -> Z128:
+    """0/1 values (any integer dtype) as Z_2^128 elements."""
+    return r128.from_u64(np.asarray(bits).astype(np.uint64))
+
+
+def inverse_odd(c: Z128) -> Z128:
+    """``c^-1 mod 2^128`` for odd ``c`` (Newton: ``y <- y (2 - c y)``, 7 doublings from 3 bits).
+
+    Raises:
+        ConfigError: some element is even.
+    """
+    if np.any((np.asarray(c.lo) & np.uint64(1)) == 0):
+        raise ConfigError("inverse_odd needs odd elements")
+    two = r128.from_u64(np.asarray(np.uint64(2)))
+    y = c.copy()  # c * c = 1 mod 8 for odd c: 3 correct bits
+    for _ in range(6):  # 3 -> 6 -> 12 -> 24 -> 48 -> 96 -> 192 bits
+        y = r128.mul(y, r128.sub(two, r128.mul(c, y)))
+    return y
+
+
+def sqrt_odd(x: Z128, bits: int) -> Z128:
+    """A square root of ``x`` modulo ``2^bits`` for ``x = 1 mod 8`` (every odd square is).
+
+    Bit-by-bit Hensel lifting: with ``r^2 = x mod 2^(i+1)`` and ``r`` odd, ``r + 2^i`` squares
+    to ``r^2 + 2^(i+1) mod 2^(i+2)`` (``i >= 2``), so one bit of ``r`` is fixed per step.
+    The root returned is a deterministic function of ``x mod 2^bits`` (so every party computes
+    the same one); it is odd and below ``2^(bits-1)``.
+
+    Raises:
+        ConfigError: ``bits`` outside [3, 128] or an element is not 1 mod 8.
+    """
+    if not 3 <= bits <= 128:
+        raise ConfigError("sqrt_odd needs 3 <= bits <= 128")
+    if np.any((np.asarray(x.lo) & np.uint64(7)) != 1):
+        raise ConfigError("not a square of an odd element (must be 1 mod 8)")
+    root = r128.from_u64(np.ones(x.shape, dtype=np.uint64))
+    # A loop over bit positions (bits - 3 of them), each a vectorized square and compare.
+    for i in range(2, bits - 1):
+        diff = r128.sub(r128.mul(root, root), x)
+        bit = r128.shr(diff, i + 1)
+        wrong = (np.asarray(bit.lo) & np.uint64(1)).astype(bool)
+        step = r128.shl(r128.from_u64(wrong.astype(np.uint64)), i)
+        root = r128.add(root, step)
+    return root
+
+
+def mul_public(x: AuthShare, k: Z128) -> AuthShare:
+    """``[k * x]`` for public Z_2^128 elements ``k`` (broadcast over the shared array)."""
+    return AuthShare(r128.mul(x.data, k))
+
+
+def add_public(x: AuthShare, k: Z128, party_id: int, key_share: np.ndarray) -> AuthShare:
+    """``[x + k]`` for public Z_2^128 elements ``k`` of ``x``'s shape.
+
+    Party 0 adds ``k`` to its value share; every party adds ``alpha_i * k`` to its MAC share.
+    """
+    key = np.asarray(key_share, dtype=np.uint64)
+    value = k if party_id == 0 else r128.zeros(k.shape)
+    return AuthShare(r128.add(x.data, r128.stack([value, r128.mul_u64(k, key)])))
+
+
+_LIMB_SELECT = np.zeros((64, 8), dtype=np.float64)
+for _p in range(8):
+    for _q in range(8 - _p):
+        _LIMB_SELECT[8 * _p + _q, _p + _q] = 1.0
+_LINCOMB_BLOCK = 1 << 21  # float64 temporaries per block: 16 MB
+
+
+def _coeff_limbs(coeffs: Z128) -> np.ndarray:
+    """The eight 16-bit limbs of each coefficient, (tau, 8) float64."""
+    words = np.stack([np.asarray(coeffs.lo), np.asarray(coeffs.hi)], axis=-1)
+    return np.ascontiguousarray(words).view(np.uint16).reshape(-1, 8).astype(np.float64)
+
+
+def lincomb_limbs(raw: np.ndarray, coeffs: Z128) -> Z128:
+    """``sum_h coeffs[h] * x[:, h, ...]`` mod 2^128 for OT outputs in the z2_128 limb layout.
+
+    Args:
+        raw: uint64 ``(N, tau, *rest, 2)`` limbs (as the OT layer returns them, reshaped).
+        coeffs: ``(tau,)`` public coefficients.
+
+    Returns:
+        ``(N, *rest)``. Both operands are cut into 16-bit limbs and multiplied by one float64
+        matrix product per block (exact: every sum of ``tau`` limb products stays below
+        ``2^53`` for ``tau <= 2^20``); limb products of weight ``>= 2^128`` are dropped.
+    """
+    n, tau = raw.shape[0], raw.shape[1]
+    rest = raw.shape[2:-1]
+    width = int(np.prod(rest, dtype=np.int64))
+    limbs = np.ascontiguousarray(raw).view(np.uint16).reshape(n, tau, width, 8)
+    r = _coeff_limbs(coeffs)
+    out_w = np.empty((n, width, 8), dtype=np.float64)
+    step = max(1, _LINCOMB_BLOCK // max(1, tau * width * 8))
+    # A loop over blocks of rows (bounded temporaries), each one BLAS product.
+    for lo in range(0, n, step):
+        block = limbs[lo : lo + step].transpose(0, 2, 3, 1).astype(np.float64)  # (B, w, 8, tau)
+        prod = np.matmul(block, r)  # (B, w, 8 limbs of x, 8 limbs of r)
+        out_w[lo : lo + step] = prod.reshape(prod.shape[0], width, 64) @ _LIMB_SELECT
+    return _from_weights(out_w.reshape(n, *rest, 8))
+
+
+def lincomb_bits(bits: np.ndarray, coeffs: Z128) -> Z128:
+    """``sum_h coeffs[h] * bits[..., h]`` mod 2^128 for 0/1 ``bits`` of shape ``(N, tau)``."""
+    weights = np.asarray(bits, dtype=np.float64) @ _coeff_limbs(coeffs)  # (N, 8), exact
+    return _from_weights(weights)
+
+
+def _from_weights(weights: np.ndarray) -> Z128:
+    """``sum_t w_t 2^(16 t)`` mod 2^128 from float64 limb sums ``(..., 8)`` below 2^53."""
+    w = weights.astype(np.uint64)
+    shape = w.shape[:-1]
+    total = r128.zeros(shape)
+    for t in range(8):  # a loop over the 8 limb weights, vectorized over elements
+        total = r128.add(total, r128.shl(r128.from_u64(np.ascontiguousarray(w[..., t])), 16 * t))
+    return total
