@@ -105,6 +105,7 @@ _POLICY_KEYS = {
     "max_job_timeout",
     "max_concurrent_jobs",
     "budgets",
+    "allow_insecure_dealer",
 }
 KNOWN_JOB_KINDS: tuple[str, ...] = tuple(JOB_KINDS)
 
@@ -138,6 +139,8 @@ class PolicyConfig:
         min_group_size: statistics jobs refuse to run on fewer local rows than this.
         max_job_timeout: the longest job timeout (seconds) the node accepts.
         max_concurrent_jobs: jobs running at once; more are refused.
+        allow_insecure_dealer: whether SPDZ jobs may ask for the insecure test dealer instead of
+            dealer-free preprocessing (never in a real deployment).
     """
 
     allowed_jobs: tuple[str, ...] = KNOWN_JOB_KINDS
@@ -147,6 +150,7 @@ class PolicyConfig:
     min_group_size: int = 1
     max_job_timeout: float = 24 * 3600.0
     max_concurrent_jobs: int = 8
+    allow_insecure_dealer: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,11 @@ class NodeConfig:
     def control_socket(self) -> Path:
         """Path of the node's local control socket (never exposed to peers)."""
         return self.state_dir / "control.sock"
+
+    @property
+    def storage_key_path(self) -> Path:
+        """The node's 32-byte key encrypting persisted preprocessing (made at first start, 0600)."""
+        return self.state_dir / "storage.key"
 
     @property
     def database(self) -> Path:
@@ -223,6 +232,12 @@ def _positive(where: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(f"{where}: expected a positive number")
     return float(value)
+
+
+def _bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false")
+    return value
 
 
 def _str_list(where: str, value: Any) -> tuple[str, ...]:
@@ -315,6 +330,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         min_group_size=min_group,
         max_job_timeout=_positive("[policy].max_job_timeout", policy_t.get("max_job_timeout", 24 * 3600.0)),
         max_concurrent_jobs=max_jobs,
+        allow_insecure_dealer=_bool("[policy].allow_insecure_dealer", policy_t.get("allow_insecure_dealer", False)),
     )
 
     ds_table = data.get("datasets", {})

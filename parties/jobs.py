@@ -17,7 +17,9 @@ outputs this party receives.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import numpy as np
@@ -27,6 +29,8 @@ from mpc.ring import decode_int, encode_int
 from mpc.session import Session
 from parties.manifest import Manifest
 from protocols import gc
+from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing
+from protocols.spdz_offline import DealerFreePreprocessing, preprocessing_for_job, save
 from protocols.secagg import SecAggParams
 from protocols.secagg.fedavg import FedAvgConfig, federated_averaging
 from protocols.secagg.models import ModelSpec
@@ -54,6 +58,32 @@ class JobContext:
     party: str
     data: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[float, str], None] = lambda fraction, label: None
+    preprocessing_dir: Path | None = None
+    storage_key: bytes | None = None
+
+    async def spdz_preprocessing(self, need: Requirements) -> SpdzPreprocessing:
+        """This job's SPDZ2k preprocessing with ``need`` produced and reserved (every party calls it).
+
+        Dealer-free (OT-based) unless the manifest asks for ``params.preprocessing =
+        "insecure-dealer"``, which every node's policy must have allowed (``allow_insecure_dealer``).
+        Material left over by an earlier job among the same parties is reloaded once.
+        """
+        insecure = self.manifest.params.get("preprocessing", "dealer-free") == "insecure-dealer"
+        store = None
+        if not insecure and self.preprocessing_dir is not None:
+            self.preprocessing_dir.mkdir(parents=True, exist_ok=True)
+            names = "\x00".join(self.manifest.parties).encode()
+            store = self.preprocessing_dir / f"{hashlib.sha256(names).hexdigest()[:32]}.store"
+        self._store = store
+        return await preprocessing_for_job(
+            self.session, need, insecure_dealer=insecure, store_path=store, storage_key=self.storage_key
+        )
+
+    def keep_unused(self, provider: SpdzPreprocessing) -> None:
+        """Persist what the job did not use (encrypted, single use); every party calls it."""
+        store = getattr(self, "_store", None)
+        if store is not None and isinstance(provider, DealerFreePreprocessing) and self.storage_key is not None:
+            save(provider, store, self.storage_key)
 
     def receiver_ids(self, output: str) -> list[int]:
         """Party ids of the receivers of ``output``."""
@@ -77,6 +107,7 @@ class JobKind:
     outputs: tuple[str, ...]
     run: RunFn
     roles: tuple[str, ...] = ()
+    spdz: bool = False  # runs on the SPDZ2k engine (params.preprocessing may name the provider)
     inputs: str = "all"  # "all": every party; "clients": all but the role holders; "none"
     statistics: bool = False
     dp: bool = False

@@ -117,12 +117,14 @@ class Node:
         self._replies: dict[tuple[str, str, str], asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._job_locks: dict[str, asyncio.Lock] = {}
+        self._storage_key: bytes | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Start serving peers and the local control socket."""
         self.config.results_dir.mkdir(parents=True, exist_ok=True)
+        self._storage_key = load_or_create_key(self.config.storage_key_path)
         self.mesh.router.set_control_handler(self._on_control)
         await self.mesh.start()
         await self._control.start()
@@ -522,7 +524,15 @@ class Node:
             spec = manifest.inputs.get(self.name)
             if spec is not None:
                 data = await asyncio.to_thread(read_columns, self.config.datasets[spec.dataset], list(spec.columns))
-            ctx = JobContext(Session(channel), manifest, self.name, data, progress)
+            ctx = JobContext(
+                Session(channel),
+                manifest,
+                self.name,
+                data,
+                progress,
+                preprocessing_dir=self.config.state_dir / "preprocessing",
+                storage_key=self._storage_key,
+            )
             outputs = await asyncio.wait_for(kind.run(ctx), manifest.timeout)
             mine = set(manifest.outputs_for(self.name))
             if not set(outputs) <= mine:
@@ -583,6 +593,27 @@ class Node:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, out)
+
+
+def load_or_create_key(path: Any) -> bytes:
+    """A node's 32-byte secret key file: read it, or create it from the OS CSPRNG (mode 0600).
+
+    Raises:
+        ConfigError: the file exists but is not 32 bytes, or is readable by others.
+    """
+    import stat
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(os.urandom(32))
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{path} is accessible by group or others; run chmod 600")
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise ConfigError(f"{path} must hold exactly 32 bytes")
+    return key
 
 
 def _valid_job_id(job_id: Any) -> bool:

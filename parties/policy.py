@@ -16,6 +16,7 @@ allowed_peers       a party is not in ``[policy].allowed_peers``
 roles               a role the kind needs is missing, or goes to a party the policy forbids
 receivers           an output's receivers are not exactly named, or a receiver is forbidden by
                     ``[policy].allowed_receivers``
+insecure-dealer     the job asks for the insecure test dealer and ``allow_insecure_dealer`` is off
 timeout             the job's timeout exceeds ``[policy].max_job_timeout``
 datasets            this node's input names an unknown dataset
 columns             this node's input names a column that is undeclared or not allowed
@@ -90,6 +91,11 @@ def check_manifest(
         for r in receivers:
             if policy.allowed_receivers and r not in policy.allowed_receivers:
                 raise PolicyRefused(f"{r!r} may not receive output {out!r} under this node's policy", rule="receivers")
+    preprocessing = manifest.params.get("preprocessing", "dealer-free") if kind.spdz else "dealer-free"
+    if preprocessing not in ("dealer-free", "insecure-dealer"):
+        raise PolicyRefused("params.preprocessing must be 'dealer-free' or 'insecure-dealer'", rule="params")
+    if preprocessing == "insecure-dealer" and not policy.allow_insecure_dealer:
+        raise PolicyRefused("this node does not allow the insecure test dealer", rule="insecure-dealer")
     if manifest.timeout > policy.max_job_timeout:
         raise PolicyRefused(f"timeout {manifest.timeout:.0f} s is over the node's maximum", rule="timeout")
     spec = manifest.inputs.get(me)
