@@ -28,8 +28,9 @@ from mpc.errors import ConfigError
 from mpc.ring import decode_int, encode_int
 from mpc.session import Session
 from parties.manifest import Manifest
-from protocols import gc
+from protocols import gc, spdz
 from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing
+from protocols.spdz.stats import joint_statistics, statistics_requirements
 from protocols.spdz_offline import DealerFreePreprocessing, preprocessing_for_job, save
 from protocols.secagg import SecAggParams
 from protocols.secagg.fedavg import FedAvgConfig, federated_averaging
@@ -165,6 +166,33 @@ async def _run_sum(ctx: JobContext) -> dict[str, Any]:
         return {}
     names = list(ctx.manifest.inputs[ctx.manifest.parties[0]].columns)
     return {"result": decode_column_sums(total, names, scale_bits)}
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def _check_statistics(manifest: Manifest) -> None:
+    unknown = set(manifest.params) - {"offset", "preprocessing"}
+    if unknown:
+        raise ConfigError(f"statistics: unknown parameter(s) {', '.join(sorted(unknown))}")
+    offset = manifest.params.get("offset", 0.0)
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)):
+        raise ConfigError("statistics: offset must be a number")
+    if any(len(spec.columns) != 1 for spec in manifest.inputs.values()):
+        raise ConfigError("statistics: every party names exactly one column")
+
+
+async def _run_statistics(ctx: JobContext) -> dict[str, Any]:
+    receivers = ctx.receiver_ids("result")
+    ctx.progress(0.05, "preprocessing")
+    prep = await ctx.spdz_preprocessing(statistics_requirements(ctx.session.n_parties, receivers))
+    ctx.progress(0.6, "joint statistics")
+    column = np.asarray(ctx.data[ctx.manifest.inputs[ctx.party].columns[0]], dtype=np.float64)
+    spdz.setup(ctx.session, prep)  # ``prep`` already holds the job's reservation
+    result = await joint_statistics(ctx.session, column, receivers, offset=float(ctx.manifest.params.get("offset", 0.0)))
+    ctx.keep_unused(prep)
+    ctx.progress(1.0, "done")
+    return {} if result is None else {"result": result}
 
 
 # ----------------------------------------------------------------------------- compare
@@ -353,6 +381,9 @@ JOB_KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
         JobKind("secure-sum", outputs=("result",), run=_run_sum, statistics=True, check_params=_check_sum),
+        JobKind(
+            "statistics", outputs=("result",), run=_run_statistics, statistics=True, spdz=True, check_params=_check_statistics
+        ),
         JobKind("compare", outputs=("result",), run=_run_compare, statistics=True, check_params=_check_compare),
         JobKind(
             "secagg-fedavg",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import numpy as np
 import pytest
 
 from parties.config import load_node_config
@@ -198,3 +200,28 @@ async def test_dp_budget_is_charged_before_running_and_refused_when_spent(tmp_pa
     finally:
         for node in started:
             await node.stop()
+
+
+@pytest.mark.parametrize("preprocessing", ["dealer-free", "insecure-dealer"])
+async def test_statistics_job(nodes: dict[str, Node], preprocessing: str) -> None:
+    import dataclasses
+
+    a, b = nodes["hospital-a"], nodes["hospital-b"]
+    b.config.datasets["d"].path.write_text("x\n10\n-4\n0.5\n7\n")
+    m = {**manifest(), "kind": "statistics", "params": {"preprocessing": preprocessing}, "outputs": {"result": ["hospital-b"]}}
+    if preprocessing == "insecure-dealer":
+        refused = await a.submit(m)
+        assert not refused["ok"] and refused["rule"] == "insecure-dealer"
+        for node in (a, b):
+            node.config = dataclasses.replace(node.config, policy=dataclasses.replace(node.config.policy, allow_insecure_dealer=True))
+    resp = await a.submit(m)
+    assert resp["ok"], resp
+    values = np.array([1, 2, 3, 10, -4, 0.5, 7])
+    out = json.loads((b.config.results_dir / f"{resp['job']['job_id']}.json").read_text())["outputs"]["result"]
+    assert out["count"] == 7
+    assert out["sum"] == pytest.approx(values.sum(), abs=1e-3)
+    assert out["mean"] == pytest.approx(values.mean(), abs=1e-3)
+    assert out["variance"] == pytest.approx(values.var(), abs=1e-3)
+    assert out["sample_variance"] == pytest.approx(values.var(ddof=1), abs=1e-3)
+    assert out["min"] == pytest.approx(-4, abs=1e-4) and out["max"] == pytest.approx(10, abs=1e-4)
+    assert resp["outputs"] == {}  # hospital-a is not a receiver
