@@ -29,6 +29,7 @@ from mpc.ring import decode_int, encode_int
 from mpc.session import Session
 from parties.manifest import Manifest
 from protocols import gc, spdz
+from protocols.psi import Normalization, PsiConfig, psi_cardinality, psi_intersection, psi_join
 from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing
 from protocols.spdz.stats import joint_statistics, statistics_requirements
 from protocols.spdz_offline import DealerFreePreprocessing, preprocessing_for_job, save
@@ -265,6 +266,68 @@ async def _run_compare(ctx: JobContext) -> dict[str, Any]:
     return {"result": out}
 
 
+# ----------------------------------------------------------------------------- psi
+
+_PSI_PARAMS = {"protocol", "unicode_form", "casefold", "collapse_whitespace", "strip", "duplicates"}
+
+
+def psi_config(manifest: Manifest, salt: bytes) -> PsiConfig:
+    """The PSI parameters a manifest describes, salted with the job's agreed id.
+
+    Raises:
+        ConfigError: unknown or invalid parameters.
+    """
+    p = manifest.params
+    unknown = set(p) - _PSI_PARAMS
+    if unknown:
+        raise ConfigError(f"{manifest.kind}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    try:
+        normalization = Normalization(
+            unicode_form=p.get("unicode_form", "NFC"),
+            casefold=p.get("casefold", False),
+            collapse_whitespace=p.get("collapse_whitespace", True),
+            strip=p.get("strip", True),
+        )
+    except TypeError as exc:
+        raise ConfigError(f"{manifest.kind}: {exc}") from None
+    return PsiConfig(salt=salt, normalization=normalization, duplicates=p.get("duplicates", "error"))
+
+
+def _check_psi(manifest: Manifest) -> None:
+    psi_config(manifest, bytes(16))
+    protocol = manifest.params.get("protocol", "ecdh")
+    if protocol not in ("ecdh", "ot"):
+        raise ConfigError(f"{manifest.kind}: protocol must be 'ecdh' or 'ot'")
+    if protocol == "ot" and (len(manifest.parties) != 2 or manifest.kind == "psi-cardinality"):
+        raise ConfigError(f"{manifest.kind}: the OT-based protocol is for two parties (intersection or join)")
+    if manifest.kind == "psi-join" and set(manifest.outputs["result"]) != set(manifest.parties):
+        raise ConfigError("psi-join: every party learns its own matching rows; output 'result' must go to all")
+    if any(len(spec.columns) != 1 for spec in manifest.inputs.values()):
+        raise ConfigError(f"{manifest.kind}: every party names exactly one identifier column")
+
+
+async def _run_psi(ctx: JobContext) -> dict[str, Any]:
+    manifest = ctx.manifest
+    config = psi_config(manifest, bytes.fromhex(ctx.session.session_id))
+    column = ctx.data[manifest.inputs[ctx.party].columns[0]]
+    identifiers = [str(v) for v in column]
+    receivers = ctx.receiver_ids("result")
+    protocol = manifest.params.get("protocol", "ecdh")
+    ctx.progress(0.1, "private set intersection")
+    if manifest.kind == "psi-cardinality":
+        count = await psi_cardinality(ctx.session, identifiers, config, receivers=receivers)
+        return {} if count is None else {"result": {"count": count}}
+    if manifest.kind == "psi-join":
+        rows = await psi_join(ctx.session, identifiers, config, protocol=protocol)
+    else:
+        rows = await psi_intersection(ctx.session, identifiers, config, receivers=receivers, protocol=protocol)
+        if rows is None:
+            return {}
+    ctx.progress(1.0, "done")
+    rows = np.asarray(rows, dtype=np.int64)
+    return {"result": {"count": int(rows.size), "rows": rows.tolist(), "identifiers": [identifiers[i] for i in rows]}}
+
+
 # ----------------------------------------------------------------------------- secagg-fedavg
 
 _FEDAVG_PARAMS = {
@@ -385,6 +448,10 @@ JOB_KINDS: dict[str, JobKind] = {
             "statistics", outputs=("result",), run=_run_statistics, statistics=True, spdz=True, check_params=_check_statistics
         ),
         JobKind("compare", outputs=("result",), run=_run_compare, statistics=True, check_params=_check_compare),
+        *(
+            JobKind(name, outputs=("result",), run=_run_psi, check_params=_check_psi)
+            for name in ("psi", "psi-cardinality", "psi-join")
+        ),
         JobKind(
             "secagg-fedavg",
             outputs=("model",),

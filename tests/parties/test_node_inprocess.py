@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -225,3 +226,34 @@ async def test_statistics_job(nodes: dict[str, Node], preprocessing: str) -> Non
     assert out["sample_variance"] == pytest.approx(values.var(ddof=1), abs=1e-3)
     assert out["min"] == pytest.approx(-4, abs=1e-4) and out["max"] == pytest.approx(10, abs=1e-4)
     assert resp["outputs"] == {}  # hospital-a is not a receiver
+
+
+@pytest.mark.parametrize("kind", ["psi", "psi-cardinality", "psi-join"])
+async def test_psi_jobs(nodes: dict[str, Node], kind: str) -> None:
+    a, b = nodes["hospital-a"], nodes["hospital-b"]
+    a.config.datasets["ids"] = dataclasses.replace(a.config.datasets["d"], name="ids", path=a.config.datasets["d"].path.with_name("ids.csv"), columns={"pid": "string"}, allowed_columns=("pid",))
+    b.config.datasets["ids"] = dataclasses.replace(b.config.datasets["d"], name="ids", path=b.config.datasets["d"].path.with_name("ids.csv"), columns={"pid": "string"}, allowed_columns=("pid",))
+    a.config.datasets["ids"].path.write_text("pid\nAnn\nBob\n  carl \nDora\n")
+    b.config.datasets["ids"].path.write_text("pid\nzed\nCARL\nann\nEve\nBob\n")
+    receivers = list(NAMES) if kind == "psi-join" else ["hospital-a"]
+    m = {
+        **manifest(),
+        "kind": kind,
+        "inputs": {n: {"dataset": "ids", "columns": ["pid"]} for n in NAMES},
+        "outputs": {"result": receivers},
+        "params": {"casefold": True},
+    }
+    resp = await a.submit(m)
+    assert resp["ok"], resp
+    out = resp["outputs"]["result"]
+    if kind == "psi-cardinality":
+        assert out == {"count": 3}
+        return
+    assert out["count"] == 3
+    assert sorted(out["rows"]) == [0, 1, 2]
+    if kind == "psi-join":
+        theirs = json.loads((b.config.results_dir / f"{resp['job']['job_id']}.json").read_text())["outputs"]["result"]
+        fold = lambda ids: [i.strip().casefold() for i in ids]  # noqa: E731
+        assert fold(out["identifiers"]) == fold(theirs["identifiers"])  # the same order at both
+    else:
+        assert not (b.config.results_dir / f"{resp['job']['job_id']}.json").exists()
