@@ -14,7 +14,8 @@ What it shows, on 127.0.0.1 only:
 5. hospital-a and hospital-b learn which of them had more readmissions, and nothing else, by a
    two-party garbled circuit;
 6. a manifest asking for a column hospital-a does not expose is refused by hospital-a, naming
-   the rule, before anything runs;
+   the rule, before anything runs; the three hospitals find their common patients (PSI);
+   statistics on the SPDZ2k engine; federated training with DP-noised secure aggregation;
 7. the demo prints what each party learned, what crossed the wire, checks the result against
    the plaintext computation (which only the demo, holding every synthetic table, can do), and
    prints hospital-a's audit trail.
@@ -49,11 +50,12 @@ COLUMNS = ("age", "length_of_stay", "readmitted")
 DATASET = {
     "path": "patients.csv",
     "id_column": "patient_id",
-    "columns": {"patient_id": "string", "age": "float", "length_of_stay": "float", "readmitted": "int"},
-    "allowed_columns": list(COLUMNS),
+    "columns": {"patient_id": "string", "postcode": "string", "age": "float", "length_of_stay": "float", "readmitted": "int"},
+    "allowed_columns": ["patient_id", *COLUMNS],  # the postcode is declared but never exposed to jobs
 }
+POPULATION = 12_000  # synthetic patients of the region; each hospital has seen some of them
 POLICY = {
-    "allowed_jobs": ["secure-sum", "statistics", "compare", "secagg-fedavg"],
+    "allowed_jobs": ["secure-sum", "statistics", "compare", "psi", "psi-cardinality", "psi-join", "secagg-fedavg"],
     "min_group_size": 100,
     "max_concurrent_jobs": 4,
     "roles": {"server": [COORDINATOR]},
@@ -94,10 +96,18 @@ def synthetic_patients(name: str, rows: int) -> np.ndarray:
     return np.stack([age, stay, readmitted], axis=1).astype(np.float64)
 
 
+def patient_ids(name: str, rows: int) -> list[str]:
+    """Distinct synthetic patient identifiers, drawn from one regional population, so hospitals overlap."""
+    prg = PRG.derive(b"demo-synthetic-ids-v1", name)
+    order = np.argsort(prg.uint64(POPULATION))[:rows]  # a random subset (public demo data)
+    return [f"NHS-{int(i):07d}" for i in order]
+
+
 def write_csv(path: Path, name: str, data: np.ndarray) -> None:
-    """Write the table with a header row and a (synthetic) patient identifier column."""
-    lines = ["patient_id," + ",".join(COLUMNS)]
-    lines += [f"{name[-1]}{i:06d}," + ",".join(str(int(v)) for v in row) for i, row in enumerate(data)]
+    """Write the table with a header row, identifiers and a (never exposed) postcode column."""
+    ids = patient_ids(name, data.shape[0])
+    lines = ["patient_id,postcode," + ",".join(COLUMNS)]
+    lines += [f"{pid},ZZ{i % 97:02d} 1AA," + ",".join(str(int(v)) for v in row) for i, (pid, row) in enumerate(zip(ids, data))]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -288,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
         console.rule("[bold]7. hospital-c asks for a column hospital-a does not expose: hospital-a refuses")
         bad_inputs = {h: {"dataset": "patients", "columns": ["age"]} for h in HOSPITALS}
-        bad_inputs["hospital-a"] = {"dataset": "patients", "columns": ["patient_id"]}
+        bad_inputs["hospital-a"] = {"dataset": "patients", "columns": ["postcode"]}
         bad = {**everyone, "inputs": bad_inputs}
         m3 = write_manifest(jobs / "identifiers.toml", {"kind": "secure-sum", "name": "sum of identifiers", **bad, "outputs": {"result": ["hospital-c"]}})
         resp3 = asyncio.run(submit(parties[2].config_path, m3))
@@ -296,7 +306,34 @@ def main(argv: list[str] | None = None) -> int:
         console.print("  nothing ran: no protocol message was sent, no output exists anywhere")
         ok = ok and not resp3.get("ok") and resp3.get("rule") == "columns"
 
-        console.rule("[bold]8. federated logistic regression: DP-noised secure aggregation, 10 rounds")
+        console.rule("[bold]8. the three hospitals find their common patients (ECDH PSI over ristretto255)")
+        ids = {h: patient_ids(h, args.rows) for h in HOSPITALS}
+        common = set(ids["hospital-a"]) & set(ids["hospital-b"]) & set(ids["hospital-c"])
+        for kind, receivers in (("psi-cardinality", list(HOSPITALS)), ("psi", ["hospital-a"])):
+            m_psi = write_manifest(
+                jobs / f"{kind}.toml",
+                {
+                    "kind": kind,
+                    "name": "common patients",
+                    "parties": list(HOSPITALS),
+                    "inputs": {h: {"dataset": "patients", "columns": ["patient_id"]} for h in HOSPITALS},
+                    "outputs": {"result": receivers},
+                    "params": {"casefold": True},
+                },
+            )
+            t_psi = time.monotonic()
+            r = asyncio.run(submit(parties[0].config_path, m_psi))
+            if not r.get("ok"):
+                console.print(f"[red]job failed: {r}")
+                return 1
+            out = r["outputs"]["result"]
+            found = out["count"]
+            detail = "" if kind == "psi-cardinality" else f", e.g. {', '.join(sorted(out['identifiers'])[:3])}"
+            console.print(f"  {kind}: {found} patients in common{detail} ({time.monotonic() - t_psi:.1f} s); receivers {receivers}")
+            ok = ok and found == len(common) and (kind == "psi-cardinality" or set(out["identifiers"]) == common)
+        console.print(f"  plaintext check: {len(common)} common patients " + ("[green]match[/green]" if ok else "[red]MISMATCH[/red]"))
+
+        console.rule("[bold]9. federated logistic regression: DP-noised secure aggregation, 10 rounds")
         m5 = {
             "kind": "secagg-fedavg",
             "name": "tumour classifier",
@@ -327,11 +364,11 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"  {p.name}: privacy budget of 'tumours' left: epsilon {left['remaining_epsilon']:.2f} of {left['epsilon']:.0f}")
         ok = ok and model["rounds"][-1]["accuracy"] is not None
 
-        console.rule("[bold]9. hospital-a's audit trail (append-only, SQLite)")
+        console.rule("[bold]10. hospital-a's audit trail (append-only, SQLite)")
         entries = asyncio.run(request(parties[0].config().control_socket, {"op": "audit"}, timeout=10))["entries"]
         print_audit(entries)
 
-        console.rule("[bold]10. stopping the nodes (SIGTERM)")
+        console.rule("[bold]11. stopping the nodes (SIGTERM)")
     codes = nodes.stop()
     console.print(f"  exit codes {codes}; logs in {workdir}/*/state/node.log")
     console.print(f"demo finished in {time.monotonic() - t0:.1f} s: " + ("[green]OK" if ok else "[red]FAILED"))
