@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-__all__ = ["Payload", "ChannelStats", "Channel", "Mesh", "Preprocessing"]
+__all__ = ["Payload", "ChannelStats", "Channel", "Mesh", "Preprocessing", "SecretEngine", "SECRET_ENGINE"]
 
 Payload = Any
 """A msgpack-encodable value, possibly containing numpy arrays (see module docstring)."""
@@ -130,4 +130,52 @@ class Preprocessing(Protocol):
 
     def remaining(self) -> dict[str, int]:
         """Units of each resource kind still available (e.g. ``{"triples": 10_000}``)."""
+        ...
+
+
+SECRET_ENGINE = "secret-engine"
+"""The key of the secret-arithmetic engine in ``Session.resources`` (see :class:`SecretEngine`)."""
+
+
+@runtime_checkable
+class SecretEngine(Protocol):
+    """Secret-shared arithmetic attached to a session: the programming model's back end.
+
+    An engine (e.g. ``protocols.spdz``'s, attached by ``spdz.setup(session, provider)``) lives
+    in ``session.resources[SECRET_ENGINE]``; :meth:`mpc.session.Session.input` and
+    :meth:`~mpc.session.Session.reveal` delegate to it, so an SPMD program can be written
+    against ``mpc`` alone::
+
+        x = await s.input(my_array, owner="hospital-a")   # every party calls it
+        y = (x * x).sum()                                 # numpy-like secret arrays
+        total = await s.reveal(y, to=["hospital-b"])      # None at the other parties
+
+    The secret arrays an engine returns are its own type; they support numpy-like arithmetic
+    (``+ - * @``, comparisons, ``sum``...) as the engine documents.
+    """
+
+    async def input(
+        self, value: Any, owner: int | str, *, shape: tuple[int, ...] | None = None, frac_bits: int | None = None
+    ) -> Any:
+        """Secret-share ``owner``'s ``value`` (every party calls it; others' values are ignored).
+
+        Raises:
+            ConfigError: an invalid value at the owner, or an unknown owner.
+        """
+        ...
+
+    async def reveal(self, x: Any, to: Any = None) -> Any:
+        """Open ``x`` (a secret array or a sequence of them) to every party or to ``to``.
+
+        Returns:
+            The plaintext at a receiver, ``None`` at the other parties.
+
+        Raises:
+            AbortError: a check failed (``MacCheckFailure`` for a tampered value); nothing is
+                revealed.
+        """
+        ...
+
+    async def flush(self) -> None:
+        """Run every recorded operation now."""
         ...

@@ -45,6 +45,7 @@ __all__ = [
     "dot_u64",
     "concatenate",
     "stack",
+    "take_along_axis",
 ]
 
 MODULUS = 1 << 128
@@ -518,3 +519,11 @@ def stack(parts: Sequence[Z128], axis: int = 0) -> Z128:
     if not parts:
         raise ConfigError("stack of no arrays")
     return Z128(np.stack([p.lo for p in parts], axis=axis), np.stack([p.hi for p in parts], axis=axis))
+
+
+def take_along_axis(a: Z128, indices: np.ndarray, axis: int) -> Z128:
+    """Gather elements along ``axis`` (numpy ``take_along_axis`` on both limbs)."""
+    idx = np.asarray(indices)
+    if idx.dtype.kind not in "iu":
+        raise ConfigError("take_along_axis needs integer indices")
+    return Z128(np.take_along_axis(a.lo, idx, axis=axis), np.take_along_axis(a.hi, idx, axis=axis))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Mapping
 
-from mpc.contracts import Channel, ChannelStats, Payload
+from mpc.contracts import SECRET_ENGINE, Channel, ChannelStats, Payload, SecretEngine
 from mpc.errors import ConfigError, ProtocolViolation
 from mpc.prg import PRG
 
@@ -108,6 +108,39 @@ class Session:
     def others(self) -> list[int]:
         """Ids of every other party, ascending."""
         return [p for p in range(self.n_parties) if p != self.party_id]
+
+    @property
+    def engine(self) -> SecretEngine:
+        """The secret-arithmetic engine attached to this session (``resources[SECRET_ENGINE]``).
+
+        Raises:
+            ConfigError: none is attached (e.g. call ``protocols.spdz.setup(session, provider)``).
+        """
+        engine = self.resources.get(SECRET_ENGINE)
+        if engine is None or not isinstance(engine, SecretEngine):
+            raise ConfigError("no secret engine attached to this session (e.g. protocols.spdz.setup)")
+        return engine
+
+    async def input(self, value: Any = None, *, owner: int | str, shape: tuple[int, ...] | None = None) -> Any:
+        """Secret-share ``owner``'s array with the session's engine (every party calls it).
+
+        Args:
+            value: the owner's array; ignored (may be ``None``) at the other parties.
+            owner: the owner's name or id.
+            shape: the expected shape, checked at every party, if the program knows it.
+
+        Returns:
+            The engine's secret array.
+        """
+        return await self.engine.input(value, owner, shape=shape)
+
+    async def reveal(self, x: Any, *, to: Any = None) -> Any:
+        """Open secret arrays to every party, or to ``to`` (a name, an id or a list of them).
+
+        Returns:
+            The plaintext at a receiver, ``None`` at the other parties.
+        """
+        return await self.engine.reveal(x, to)
 
     def party_index(self, name_or_id: str | int) -> int:
         """Resolve a party name (or id) to its id.

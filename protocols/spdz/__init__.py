@@ -7,14 +7,24 @@ STATUS (keep honest; the next helper continues from here):
   interface with counts and reservations (:mod:`.preprocessing`) and the
   :class:`InsecureDealer` (:mod:`.dealer`); input with a consistency-checked broadcast, Beaver
   multiplication and matrix multiplication by one bilinear routine, truncation by preprocessed
-  pairs, reveal to all or to named parties, the batched commit-then-open MAC check
-  (:mod:`.online`, :mod:`.maccheck`); the lazy, level-batched programming model
-  (:mod:`.engine`, :mod:`.array`); fixed point (``mpc.fixedpoint``): multiplication with
-  truncation, division by public constants, sum and mean.
-- not done: comparisons (LTZ, EQ, sign, ReLU, max/argmax by bit decomposition; the ``bits``
-  resource exists for them), sigmoid/exp, batched (3-d and more) secret @ secret, a passive
-  mode, edaBits/daBits in the interface (they need a binary domain; comparisons in the
-  arithmetic domain need only ``bits``), the statistics job on the nodes.
+  pairs, reveal to all or to named parties, the batched commit-then-open MAC check with a
+  verdict round, so a tampered check message aborts every honest party (:mod:`.online`,
+  :mod:`.maccheck`; the last message problem remains, see there); the lazy, level-batched
+  programming model (:mod:`.engine`, :mod:`.array`), also through ``mpc.Session.input`` /
+  ``Session.reveal`` (``mpc.contracts.SecretEngine``); fixed point (``mpc.fixedpoint``):
+  multiplication with truncation, division by public constants, sum and mean.
+- done: exact comparisons for any number of parties by bit decomposition with preprocessed
+  random bits (:mod:`.compare`: LTZ and EQZ on one mask, 6 rounds, 89 / 63 triples and 64
+  bits per element; exact on all of Z_2^64) and on top of them ``< <= > >= == !=``, sign, abs,
+  ReLU, maximum/minimum, max/min/argmax/argmin over an axis (:mod:`.ordering`); sigmoid
+  (piecewise degree-7, error <= 1e-4, or MPyC's clip), exp (|x| <= 16), reciprocal and
+  division by a secret (:mod:`.functions`); joint statistics of a split column
+  (:mod:`.stats`).
+- done: a passive mode (``setup(..., security="passive")``: openings modulo 2^64, no MAC check;
+  the MAC shares are still computed locally, so it halves the traffic, not the CPU).
+- not done: batched (3-d and more) secret @ secret; edaBits/daBits (a binary
+  domain would make comparisons cheaper: today each costs 89 arithmetic triples); exact
+  (deterministic) truncation and integer division by a secret; exp beyond |x| <= 16.
 
 Usage (every party runs the same program)::
 
@@ -23,10 +33,11 @@ Usage (every party runs the same program)::
     async def program(s: Session, my_rows: np.ndarray) -> np.ndarray | None:
         dealer = await spdz.insecure_dealer(s, allow_insecure=True)   # tests only
         spdz.setup(s, dealer)
-        x = await spdz.input(s, my_rows, owner="hospital-a")          # fixed point (floats)
-        w = await spdz.input(s, my_rows, owner="hospital-b")
+        x = await s.input(my_rows, owner="hospital-a")                # fixed point (floats)
+        w = await s.input(my_rows, owner="hospital-b")
         y = (x * w).sum(axis=1) / 3 + 1.5                              # recorded, not yet run
-        return await spdz.reveal(s, y, to="hospital-a")                # flush, MAC check, output
+        z = spdz.where(y > 0, y, 0.0)                                  # exact comparison
+        return await s.reveal(spdz.sigmoid(z), to="hospital-a")       # flush, MAC check, output
 
 Security, rounds and bytes: see :mod:`.engine` (the summary table) and :mod:`.maccheck`.
 Paper: Cramer, Damgard, Escudero, Scholl, Xing, "SPDZ2k: Efficient MPC mod 2^k for Dishonest
@@ -38,16 +49,46 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from mpc import fixedpoint
+from mpc.contracts import SECRET_ENGINE
 from mpc.errors import ConfigError
 from mpc.session import Session
 from protocols.spdz.array import SecretArray, concatenate, stack, where
 from protocols.spdz.dealer import InsecureDealer, insecure_dealer
 from protocols.spdz.engine import Engine
-from protocols.spdz.preprocessing import InputMask, Requirements, SpdzPreprocessing, Triple, TruncationPair
+from protocols.spdz.functions import divide, exp, polyval, reciprocal, sigmoid
+from protocols.spdz.ordering import (
+    absolute,
+    argmax,
+    argmin,
+    equal,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
+    maximum,
+    minimum,
+    not_equal,
+    reduce_max,
+    reduce_min,
+    relu,
+    sign,
+)
+from protocols.spdz.preprocessing import (
+    ComparisonMask,
+    ComparisonMaskProvider,
+    InputMask,
+    Requirements,
+    SpdzPreprocessing,
+    Triple,
+    TruncationPair,
+)
 from protocols.spdz.shares import AuthShare
+from protocols.spdz.stats import joint_statistics, statistics_requirements
 
 __all__ = [
     "AuthShare",
+    "ComparisonMask",
+    "ComparisonMaskProvider",
     "Engine",
     "InputMask",
     "InsecureDealer",
@@ -56,17 +97,39 @@ __all__ = [
     "SpdzPreprocessing",
     "Triple",
     "TruncationPair",
+    "absolute",
+    "argmax",
+    "argmin",
     "check",
     "concatenate",
     "constant",
+    "divide",
     "engine_of",
+    "equal",
+    "exp",
     "flush",
+    "greater",
+    "greater_equal",
     "input",
     "input_all",
     "insecure_dealer",
+    "joint_statistics",
+    "less",
+    "less_equal",
+    "maximum",
+    "minimum",
+    "not_equal",
+    "polyval",
+    "reciprocal",
+    "reduce_max",
+    "reduce_min",
+    "relu",
     "reveal",
     "setup",
+    "sigmoid",
+    "sign",
     "stack",
+    "statistics_requirements",
     "where",
 ]
 
@@ -79,16 +142,25 @@ def setup(
     *,
     frac_bits: int = fixedpoint.FRAC_BITS,
     check_every: int = 1 << 22,
+    security: str = "active",
 ) -> Engine:
-    """Create this party's engine for ``session`` and attach it (``session.resources["spdz"]``).
+    """Create this party's engine for ``session`` and attach it.
+
+    The engine is ``session.resources["spdz"]`` and the session's secret engine
+    (``resources[mpc.contracts.SECRET_ENGINE]``), so ``await session.input(x, owner=...)`` and
+    ``await session.reveal(y, to=...)`` use it.
+
+    ``security="passive"`` is an explicit opt-in to semi-honest security (no MAC checks, half
+    the traffic; see :mod:`.engine`); the default is active security.
 
     Raises:
         ConfigError: an engine is already attached, or invalid parameters.
     """
-    if _RESOURCE in session.resources:
-        raise ConfigError("an SPDZ engine is already set up for this session")
-    engine = Engine(session, preprocessing, frac_bits=frac_bits, check_every=check_every)
+    if _RESOURCE in session.resources or SECRET_ENGINE in session.resources:
+        raise ConfigError("an engine is already set up for this session")
+    engine = Engine(session, preprocessing, frac_bits=frac_bits, check_every=check_every, security=security)
     session.resources[_RESOURCE] = engine
+    session.resources[SECRET_ENGINE] = engine  # what Session.input / Session.reveal use
     return engine
 
 

@@ -1,4 +1,4 @@
-"""Secret arrays with numpy semantics: ``+ - * / @``, indexing, ``sum``, ``mean``, ``T``...
+"""Secret arrays with numpy semantics: ``+ - * / @``, ``< <= > >= == !=``, indexing, ``sum``...
 
 A :class:`SecretArray` is this party's handle on an authenticated sharing of an array of
 integers (``frac_bits == 0``) or fixed-point reals (``frac_bits == f``, the engine's). Linear
@@ -9,6 +9,10 @@ every other recorded operation of its level (see :mod:`protocols.spdz.engine`).
 Public operands: Python numbers and numpy arrays. A float (or an int added to or multiplying a
 fixed-point array) is encoded with ``f`` fractional bits; ints stay integers. Mixing an integer
 array with a fixed-point one promotes the integers (a local multiplication by ``2^f``).
+
+Comparisons (``<`` and the rest, ``abs``, ``sign``, ``relu``, ``max``, ``argmax``...) return
+integer 0/1 (or index) arrays, computed exactly by :mod:`protocols.spdz.ordering`; since ``==``
+is elementwise, secret arrays are not hashable.
 
 Ranges: integers wrap modulo 2^64 (two's complement); fixed-point values follow
 :mod:`mpc.fixedpoint` (products ``|a * b| < 2^(62 - 2f)`` for an exact truncation, whose result
@@ -242,6 +246,81 @@ class SecretArray:
     def dot(self, other: Any) -> SecretArray:
         """Matrix or inner product (``@`` for 1-d and 2-d operands)."""
         return self @ other
+
+    # -- comparisons (exact, by bit decomposition; see protocols.spdz.ordering) ----------------------
+
+    def __lt__(self, other: Any) -> SecretArray:
+        from protocols.spdz import ordering
+
+        return ordering.less(self, other)
+
+    def __le__(self, other: Any) -> SecretArray:
+        from protocols.spdz import ordering
+
+        return ordering.less_equal(self, other)
+
+    def __gt__(self, other: Any) -> SecretArray:
+        from protocols.spdz import ordering
+
+        return ordering.greater(self, other)
+
+    def __ge__(self, other: Any) -> SecretArray:
+        from protocols.spdz import ordering
+
+        return ordering.greater_equal(self, other)
+
+    def __eq__(self, other: Any) -> SecretArray:  # type: ignore[override]
+        from protocols.spdz import ordering
+
+        return ordering.equal(self, other)
+
+    def __ne__(self, other: Any) -> SecretArray:  # type: ignore[override]
+        from protocols.spdz import ordering
+
+        return ordering.not_equal(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # == is elementwise, as in numpy
+
+    def __abs__(self) -> SecretArray:
+        from protocols.spdz import ordering
+
+        return ordering.absolute(self)
+
+    def sign(self) -> SecretArray:
+        """-1, 0 or 1 (an integer array) as each element is negative, zero or positive."""
+        from protocols.spdz import ordering
+
+        return ordering.sign(self)
+
+    def relu(self) -> SecretArray:
+        """``max(x, 0)`` elementwise."""
+        from protocols.spdz import ordering
+
+        return ordering.relu(self)
+
+    def max(self, axis: int | None = None) -> SecretArray:
+        """Maximum over ``axis`` (everything when ``None``)."""
+        from protocols.spdz import ordering
+
+        return ordering.reduce_max(self, axis)
+
+    def min(self, axis: int | None = None) -> SecretArray:
+        """Minimum over ``axis`` (everything when ``None``)."""
+        from protocols.spdz import ordering
+
+        return ordering.reduce_min(self, axis)
+
+    def argmax(self, axis: int | None = None, *, one_hot: bool = False) -> SecretArray:
+        """Index (or one-hot vector) of the first maximum over ``axis``; see ``ordering.argmax``."""
+        from protocols.spdz import ordering
+
+        return ordering.argmax(self, axis, one_hot=one_hot)  # type: ignore[no-any-return]
+
+    def argmin(self, axis: int | None = None, *, one_hot: bool = False) -> SecretArray:
+        """Index (or one-hot vector) of the first minimum over ``axis``."""
+        from protocols.spdz import ordering
+
+        return ordering.argmin(self, axis, one_hot=one_hot)  # type: ignore[no-any-return]
 
     # -- structure ----------------------------------------------------------------------------------
 

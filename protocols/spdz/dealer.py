@@ -29,7 +29,7 @@ from mpc.errors import ConfigError, InsecureConfiguration, PreprocessingExhauste
 from mpc.prg import PRG, SEED_BYTES
 from mpc.ring128 import Z128
 from mpc.session import Session
-from protocols.spdz.preprocessing import InputMask, Requirements, TruncationPair, Triple, shape_size
+from protocols.spdz.preprocessing import ComparisonMask, InputMask, Requirements, TruncationPair, Triple, shape_size
 from protocols.spdz.shares import AuthShare
 
 __all__ = ["InsecureDealer", "insecure_dealer"]
@@ -127,6 +127,8 @@ class InsecureDealer:
         self._streams: dict[str, PRG] = {}
         self._buffers: dict[str, _Buffer] = {}
         self._left: dict[str, int] | None = None if capacity is None else capacity.counts()
+        # a dealer limited to a capacity without comparison masks serves comparisons from bits
+        self._offers_masks = capacity is None or capacity.comparison_masks > 0
         self._reserved: dict[str, int] = {}
         keys = [PRG.derive(self._seed, f"mac-key/{i}").uint64(()) for i in range(n_parties)]
         self._key_share = np.asarray(keys[party_id], dtype=np.uint64)
@@ -143,6 +145,12 @@ class InsecureDealer:
     def n_parties(self) -> int:
         """Number of parties."""
         return self._n
+
+    @property
+    def offers_comparison_masks(self) -> bool:
+        """Whether comparisons should use :meth:`comparison_masks`: unless the dealer is limited
+        to a capacity that has none (then they use bits, random values and triples)."""
+        return self._offers_masks
 
     def mac_key_share(self) -> np.ndarray:
         """``alpha_i`` (uint64, 0-d)."""
@@ -219,6 +227,11 @@ class InsecureDealer:
         r, hi, msb = self._take(f"truncation_pairs/{f}", shape, lambda c: self._gen_trunc(c, f))
         return TruncationPair(_shaped(r, shape), _shaped(hi, shape), _shaped(msb, shape), f)
 
+    def comparison_masks(self, count: int) -> ComparisonMask:
+        """Comparison masks for ``count`` elements (bit-major, see :class:`ComparisonMask`)."""
+        value, bits, pairs = self._take("comparison_masks", (_count_arg(count),), self._gen_comparison)
+        return ComparisonMask(_shaped(value, (count,)), _bit_major(bits, count, 64), _bit_major(pairs, count, 32))
+
     # -- accounting ----------------------------------------------------------------------------
 
     def _consume(self, key: str, count: int) -> None:
@@ -241,6 +254,8 @@ class InsecureDealer:
 
     def _take(self, key: str, shape: tuple[int, ...], generate: Callable[[int], _Columns]) -> _Columns:
         count = shape_size(tuple(shape))
+        if count == 0:
+            return generate(0)  # empty arrays of the right kinds (nothing is consumed)
         self._consume(key, count)
         return self._buffer(key).take(count, generate)
 
@@ -257,6 +272,8 @@ class InsecureDealer:
         if kind == "truncation_pairs":
             f = _frac(int(arg))
             return lambda c: self._gen_trunc(c, f)
+        if kind == "comparison_masks":
+            return self._gen_comparison
         raise ConfigError(f"unknown resource {kind!r}")
 
     # -- generation ----------------------------------------------------------------------------
@@ -326,6 +343,24 @@ class InsecureDealer:
 
         return (self._authenticate("bits", (count,), values),)
 
+    def _gen_comparison(self, count: int) -> _Columns:
+        label = "comparison_masks"
+        raw = None
+        if self._last:  # one byte per bit, element by element: chunk-independent
+            raw = (self._stream(f"{label}/bits").buffer(64 * count) & np.uint8(1)).reshape(count, 64).astype(np.uint64)
+
+        def bits() -> Z128:
+            return r128.from_u64(raw)  # type: ignore[arg-type]
+
+        def pairs() -> Z128:
+            return r128.from_u64(raw[:, 0::2] * raw[:, 1::2])  # type: ignore[index]
+
+        b = self._authenticate(f"{label}/bits", (count, 64), bits)
+        t = self._authenticate(f"{label}/high", (count,), lambda: self._uniform(f"{label}/high", (count,)))
+        weights = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
+        r = r128.add(r128.sum(r128.mul_u64(b.data, weights), axis=2), r128.shl(t.data, 64))  # local, as a real provider
+        return (AuthShare(r), b, self._authenticate(f"{label}/pairs", (count, 32), pairs))
+
     def _gen_trunc(self, count: int, f: int) -> _Columns:
         label = f"truncation_pairs/{f}"
         r = self._uniform(label, (count,)) if self._last else None
@@ -342,6 +377,18 @@ class InsecureDealer:
             self._authenticate(f"{label}/high", (count,), high),
             self._authenticate(f"{label}/msb", (count,), msb),
         )
+
+
+def _bit_major(column: AuthShare | np.ndarray | None, count: int, width: int) -> AuthShare:
+    """Element-major ``(count, width)`` material as a contiguous ``(width, count)`` array."""
+    data = _shaped(column, (count, width)).data
+    return AuthShare(Z128(np.ascontiguousarray(data.lo.transpose(0, 2, 1)), np.ascontiguousarray(data.hi.transpose(0, 2, 1))))
+
+
+def _count_arg(count: int) -> int:
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise ConfigError("count must be a non-negative integer")
+    return int(count)
 
 
 def _frac(frac_bits: int) -> int:

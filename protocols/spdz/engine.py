@@ -17,7 +17,14 @@ one message per peer, so a program's rounds follow its multiplicative depth, not
 operations. Interactive nodes are generators that yield the shares to open and receive the
 opened values, so multi-round protocols batch the same way.
 
-Rounds and bytes (``n`` parties, per party, excluding framing):
+Passive mode (``security="passive"``, an explicit option for users who accept it): secure only
+against parties that follow the protocol (semi-honest, up to ``n - 1`` colluding); a single
+deviating party can change any output undetected. Openings carry only the low 64 bits of the
+value shares (8 bytes per element instead of 16: half the traffic), there is no MAC check (a
+reveal is one round) and reveals to everyone need no random values. The shares keep their MACs
+locally (the same preprocessing serves both modes), which costs CPU but never leaves the party.
+
+Rounds and bytes (``n`` parties, per party, excluding framing; active mode):
 
 =====================  =======================  ==============================  ===========
 operation              rounds                   bytes sent                      consumes
@@ -26,15 +33,19 @@ input of m elements    1                        owner: 8m (n - 1)               
 mul / matmul level     1 (shared per level)     16 (|x| + |y|) (n - 1)          a triple
 truncation             1 (shared per level)     16 m (n - 1)                    m pairs
 fixed-point mul        2                        the two above                   both
-reveal (to all / to    1 + 3 (MAC check)        16 m (n - 1) (per receiver)     m randoms /
-receivers)                                      + ~176 (n - 1)                  m masks each
+reveal (to all / to    1 + 4 (MAC check)        16 m (n - 1) (per receiver)     m randoms /
+receivers)                                      + ~210 (n - 1)                  m masks each
+comparison             6 (shared per level)     16 (1 + 2 * 89) m (n - 1)       see compare
 =====================  =======================  ==============================  ===========
 
 Before a reveal returns, every value opened since the last check (the masked Beaver operands,
 truncation values and the output itself) is MAC-checked in one batch and the parties compare
-digests of every broadcast input (:mod:`protocols.spdz.maccheck`); the check also runs during a
-long computation once ``check_every`` opened elements are pending, to bound memory. After any
-error the engine refuses further work (:class:`~mpc.errors.AbortError`).
+digests of every broadcast input (:mod:`protocols.spdz.maccheck`), then agree on the verdict, so
+a tampered check message makes every honest party abort; the check also runs during a long
+computation once ``check_every`` opened elements are pending, to bound memory. After any error
+the engine refuses further work (:class:`~mpc.errors.AbortError`). Errors outside the MAC check
+(a malformed message: ``ProtocolViolation``; bad local input: ``ConfigError``) stop the party
+that meets them; the others then time out with ``PeerUnavailable``.
 """
 
 from __future__ import annotations
@@ -77,6 +88,8 @@ class Engine:
         preprocessing: this party's provider of correlated randomness.
         frac_bits: fractional bits of fixed-point arrays (16 by default).
         check_every: run the MAC check once this many opened elements are unchecked.
+        security: ``"active"`` (the default: SPDZ2k, MAC-checked) or ``"passive"`` (an explicit
+            opt-in, see the module docstring: nothing is checked, openings are modulo 2^64).
 
     Raises:
         ConfigError: the provider belongs to another party or party count, or bad parameters.
@@ -89,7 +102,10 @@ class Engine:
         *,
         frac_bits: int = fixedpoint.FRAC_BITS,
         check_every: int = _DEFAULT_CHECK_EVERY,
+        security: str = "active",
     ) -> None:
+        if security not in ("active", "passive"):
+            raise ConfigError("security must be 'active' (the default) or 'passive'")
         if preprocessing.party_id != session.party_id or preprocessing.n_parties != session.n_parties:
             raise ConfigError("the preprocessing provider belongs to another party or session")
         f = fixedpoint.check_frac_bits(frac_bits)
@@ -101,6 +117,8 @@ class Engine:
         self.prep = preprocessing
         self.frac_bits = f
         self.check_every = check_every
+        self.active = security == "active"
+        self.security = security
         self.party_id = session.party_id
         self.n_parties = session.n_parties
         self._key = np.asarray(preprocessing.mac_key_share(), dtype=_U64).reshape(())
@@ -194,15 +212,19 @@ class Engine:
 
         return run
 
-    def truncate_steps(self, z: AuthShare) -> Interactive:
-        """Generator steps truncating ``[z]`` by ``frac_bits`` (one open)."""
-        pair = self.prep.truncation_pairs(z.shape, self.frac_bits)
+    def truncate_steps(self, z: AuthShare, bits: int | None = None) -> Interactive:
+        """Generator steps truncating ``[z]`` by ``bits`` (``frac_bits`` by default; one open)."""
+        pair = self.prep.truncation_pairs(z.shape, self.frac_bits if bits is None else bits)
         (c,) = yield [online.truncation_masked(z, pair, self.party_id, self._key)]
         return online.truncation_result(c, pair, self.party_id, self._key)
 
-    def truncate_gen(self) -> Callable[[AuthShare], Interactive]:
-        """The generator of a truncation by ``frac_bits``."""
-        return self.truncate_steps
+    def truncate_gen(self, bits: int | None = None) -> Callable[[AuthShare], Interactive]:
+        """The generator of a truncation by ``bits`` (``frac_bits`` by default, else in [1, 62])."""
+        if bits is None:
+            return self.truncate_steps
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 0 < bits < 63:
+            raise ConfigError("truncation bits must be an integer in [1, 62]")
+        return lambda z: self.truncate_steps(z, bits)
 
     # -- the scheduler ------------------------------------------------------------------------
 
@@ -266,14 +288,18 @@ class Engine:
         Sends this party's value shares of all ``requests`` as one ``(2, N)`` uint64 array
         (low and high limbs) to every peer, optionally with a seed commitment.
         """
+        if not self.active:
+            return await self._open_passive(requests), {}
         sizes = [r.size for r in requests]
         total_size = sum(sizes)
-        out = np.empty((2, total_size), dtype=_U64)  # this party's value shares: low, high limbs
+        # this party's value shares (rows 0, 1: low and high limbs) and MAC shares (rows 2, 3)
+        rows = np.empty((4, total_size), dtype=_U64)
         pos = 0
         for r, size in zip(requests, sizes):
-            out[0, pos : pos + size] = r.data.lo[0].reshape(-1)
-            out[1, pos : pos + size] = r.data.hi[0].reshape(-1)
+            rows[0::2, pos : pos + size] = r.data.lo.reshape(2, -1)
+            rows[1::2, pos : pos + size] = r.data.hi.reshape(2, -1)
             pos += size
+        out = rows[:2]
         payload: dict[str, Any] = {"v": out}
         if commitment is not None:
             payload["c"] = commitment
@@ -291,14 +317,36 @@ class Engine:
                     raise ProtocolViolation(f"party {peer} sent no seed commitment")
                 commitments[peer] = c
         opened = sh.split_flat(total, [r.shape for r in requests])
-        for r, value in zip(requests, opened):
-            if r.size:
-                self._opened.append(value)
-                self._macs.append(r.data[1])
+        if total_size:
+            self._opened.append(total)
+            self._macs.append(Z128(rows[2], rows[3]))
         self._unchecked += total_size
         return opened, commitments
 
+    async def _open_passive(self, requests: Sequence[AuthShare]) -> list[Z128]:
+        """Passive mode: open the values modulo 2^64 only (the low limbs of the value shares).
+
+        Every consumer of an opened value reads its low 64 bits (Beaver's ``d, e`` are only
+        needed modulo 2^64 for a product modulo 2^64); the high limbs never leave the party.
+        """
+        total_size = sum(r.size for r in requests)
+        low = np.empty((1, total_size), dtype=_U64)
+        pos = 0
+        for r in requests:
+            low[0, pos : pos + r.size] = r.data.lo[0].reshape(-1)
+            pos += r.size
+        got = await self.session.exchange("open", {"v": low})
+        total = low[0].copy()
+        for peer, msg in sorted(got.items()):
+            arr = msg.get("v") if isinstance(msg, dict) else None
+            if not isinstance(arr, np.ndarray) or arr.dtype != _U64 or arr.shape != (1, total_size):
+                raise ProtocolViolation(f"party {peer} sent a malformed open (expected {total_size} elements)")
+            total += arr[0]  # wraps modulo 2^64
+        return sh.split_flat(Z128(total, np.zeros(total_size, dtype=_U64)), [r.shape for r in requests])
+
     async def _check(self, seed: SeedCommitment | None, commitments: dict[int, bytes] | None) -> None:
+        if not self.active:
+            return  # passive mode: nothing is checked
         await mac_check(
             self.session,
             self._opened,
@@ -484,16 +532,20 @@ class Engine:
             if value is None:
                 raise ConfigError("internal: reveal of an unevaluated array")
             if receivers is None:
-                requests.append(online.output_masked(value, self.prep.random_values(item.shape)))
+                # passive: only the low 64 bits are opened, so nothing needs masking
+                requests.append(online.output_masked(value, self.prep.random_values(item.shape)) if self.active else value)
                 continue
             for j in receivers:
                 mask = self.prep.input_masks(j, item.shape)
                 requests.append(sh.sub(value, mask.mask))
                 if j == self.party_id:
                     mine.append(_check_mask_value(mask.value, item.shape))
-        seed = new_seed(self.session.prg, self.session.path, self.party_id)
-        opened, commitments = await self._open(requests, seed.commitment)
-        await self._check(seed, commitments)
+        if self.active:
+            seed = new_seed(self.session.prg, self.session.path, self.party_id)
+            opened, commitments = await self._open(requests, seed.commitment)
+            await self._check(seed, commitments)
+        else:
+            opened, _ = await self._open(requests)
         if receivers is None:
             return [o.lo for o in opened]
         if self.party_id not in receivers:

@@ -2,7 +2,7 @@
 
 Every value the engine opens (``x~_j``, 128 bits, with this party's MAC share ``m_ij``) is
 recorded; before anything derived from them is output, the parties check all of them at once
-(Cramer et al., CRYPTO 2018, the "MAC check" of the online phase):
+(Cramer et al., CRYPTO 2018, the "MAC check" of the online phase), then agree on the verdict:
 
 1. *seed* — each party draws a 16-byte seed ``t_i`` and sends a commitment to it (this round may
    ride on the preceding open, see :func:`new_seed`); then every party opens ``t_i`` and checks
@@ -14,7 +14,22 @@ recorded; before anything derived from them is output, the parties check all of 
    ``h_i`` (a hash of every value broadcast to it, e.g. masked inputs, and of the seeds).
 4. *open* — each party opens ``sigma_i`` and ``h_i``; every party checks the commitments,
    that all ``h_i`` equal its own (the broadcasts were consistent) and that
-   ``sum_i sigma_i = 0 mod 2^128``; otherwise it raises :class:`~mpc.errors.MacCheckFailure`.
+   ``sum_i sigma_i = 0 mod 2^128``.
+5. *verdict* — each party sends whether it found a problem and a digest of its whole view of
+   the check (every commitment, seed, ``sigma_i`` and ``h_i`` as it received them). Every
+   party raises :class:`~mpc.errors.MacCheckFailure` unless every verdict is "ok" and every
+   view digest equals its own. A party that found a problem in steps 1-4 (or a malformed
+   message: :class:`~mpc.errors.ProtocolViolation` at that party) does not stop there: it
+   goes on with dummy values, sends "not ok" (having revealed a random ``sigma_i`` instead of
+   its own once it has seen cheating) and raises after sending.
+
+Unanimous abort: altering any message of steps 1-4 on any link (or an opened value before
+them) makes every honest party raise, since the receiver's view or verdict differs. What
+remains is the last message problem, which no protocol without a broadcast channel with
+agreement avoids (not possible against a dishonest majority): a verdict message altered or
+withheld on one link makes only its receiver abort (``MacCheckFailure``, or
+``PeerUnavailable`` when it is withheld) while the others may output. No honest party ever
+outputs a wrong value.
 
 Security (active, dishonest majority, abort): if some opened value is wrong modulo 2^64 (the
 bits that carry data), the check passes with probability at most ``2^(-s + log2(s + 1))``
@@ -22,14 +37,15 @@ bits that carry data), the check passes with probability at most ``2^(-s + log2(
 value are harmless and may pass. Commitments are SHA-256 of a domain tag, the session path,
 the committer's id, a 16-byte random nonce and the value (hiding and binding in the random
 oracle model). The ``sigma_i`` reveal nothing: with correct values they are a random sharing of
-zero. Rounds: 3, plus 1 when the seed commitment is not sent with the preceding open. Bytes
-per party: ``(n - 1) * 128`` (seed and nonce 32, sigma commitment 32, sigma, digest and nonce
-64), ``(n - 1) * 160`` with the separate seed commitment, plus framing; independent of the
-batch size. Local work: two 128 x 64-bit inner products over every opened element.
+zero. Rounds: 4, plus 1 when the seed commitment is not sent with the preceding open. Bytes
+per party: ``(n - 1) * 161`` (seed and nonce 32, sigma commitment 32, sigma, digest and nonce
+64, verdict 33), ``(n - 1) * 193`` with the separate seed commitment, plus framing; independent
+of the batch size. Local work: two 128 x 64-bit inner products over every opened element.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -37,7 +53,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mpc import ring128 as r128
-from mpc.errors import ConfigError, MacCheckFailure, ProtocolViolation
+from mpc.errors import ConfigError, MacCheckFailure, MPCError, ProtocolViolation
 from mpc.prg import PRG, SEED_BYTES
 from mpc.ring128 import Z128
 from mpc.session import Session
@@ -104,16 +120,15 @@ def combine(opened: Sequence[Z128], macs: Sequence[Z128], seed: bytes) -> tuple[
     Returns:
         ``(y, mu)`` as 0-d elements.
     """
-    prg = PRG(seed)
-    y = r128.zeros(())
-    mu = r128.zeros(())
-    for x, m in zip(opened, macs, strict=True):
-        if x.shape != m.shape:
-            raise ConfigError("opened values and MAC shares differ in shape")
-        chi = prg.uint64(x.size)
-        y = r128.add(y, r128.dot_u64(x.reshape(-1), chi))
-        mu = r128.add(mu, r128.dot_u64(m.reshape(-1), chi))
-    return y, mu
+    if len(opened) != len(macs) or any(x.shape != m.shape for x, m in zip(opened, macs)):
+        raise ConfigError("opened values and MAC shares differ in shape")
+    if not opened:
+        return r128.zeros(()), r128.zeros(())
+    # One flat vector each: chi_j are consecutive words of one stream, however the opens were cut.
+    x = r128.concatenate([v.reshape(-1) for v in opened]) if len(opened) > 1 else opened[0].reshape(-1)
+    m = r128.concatenate([v.reshape(-1) for v in macs]) if len(macs) > 1 else macs[0].reshape(-1)
+    chi = PRG(seed).uint64(x.size)
+    return r128.dot_u64(x, chi), r128.dot_u64(m, chi)
 
 
 def sigma_share(y: Z128, mu: Z128, key_share: np.ndarray) -> Z128:
@@ -136,6 +151,36 @@ def _bytes_field(msg: Any, key: str, length: int, peer: int) -> bytes:
     return msg[key]
 
 
+class _Verdict:
+    """One party's running view of a MAC check: what it saw, and the first problem it found.
+
+    A problem does not stop the check: the party goes on (with dummy values where a message
+    was unusable) so that it can tell everyone in the verdict round, and raises only then.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.view = hashlib.sha256(b"spdz2k-check-view\x00" + len(label).to_bytes(4, "little") + label.encode())
+        self.problem: MPCError | None = None
+
+    def fail(self, problem: MPCError) -> None:
+        if self.problem is None:
+            self.problem = problem
+
+    def field(self, msg: Any, key: str, length: int, peer: int) -> bytes:
+        """A field of a peer's message (zeros, and a recorded violation, if malformed)."""
+        try:
+            return _bytes_field(msg, key, length, peer)
+        except ProtocolViolation as exc:
+            self.fail(exc)
+            return bytes(length)
+
+    def record(self, step: str, values: dict[int, bytes]) -> None:
+        """Hash what every party sent in ``step``, as this party saw it (its own included)."""
+        for p in sorted(values):
+            part = f"{step}|{p}|".encode() + values[p]
+            self.view.update(len(part).to_bytes(4, "little") + part)
+
+
 async def mac_check(
     session: Session,
     opened: Sequence[Z128],
@@ -146,9 +191,14 @@ async def mac_check(
     seed: SeedCommitment | None = None,
     peer_commitments: dict[int, bytes] | None = None,
 ) -> None:
-    """Check every opened value against its MACs (see the module docstring).
+    """Check every opened value against its MACs (see the module docstring); abort unanimously.
 
-    Every party calls this with its own records of the same opens.
+    Every party calls this with its own records of the same opens. A party that finds a
+    problem (a commitment that does not open, different broadcast transcripts, a non-zero
+    sum, a malformed message) carries on to the verdict round, tells every party, and raises;
+    every party that hears of a problem, or whose view of the check differs from another's,
+    raises :class:`MacCheckFailure` too. So a tampered check message (before the verdict
+    round) makes every honest party abort.
 
     Args:
         session: the engine's session (rounds ``mac-*`` are allocated under it).
@@ -160,38 +210,84 @@ async def mac_check(
         peer_commitments: the other parties' seed commitments, if already received.
 
     Raises:
-        MacCheckFailure: a commitment does not open, the transcripts differ, or the MACs do
-            not match the opened values.
-        ProtocolViolation: a malformed message.
+        MacCheckFailure: a commitment does not open, the transcripts differ, the MACs do not
+            match the opened values, or another party reported a problem or saw a different
+            check.
+        ProtocolViolation: a malformed message (at the party that received it; the others
+            raise ``MacCheckFailure``).
         PeerUnavailable: a silent peer.
     """
     me = session.party_id
     label = session.path
+    v = _Verdict(label)
     if seed is None or peer_commitments is None:
         seed = new_seed(session.prg, label, me)
         got = await session.exchange("mac-seed-commit", {"c": seed.commitment})
-        peer_commitments = {p: _bytes_field(m, "c", _DIGEST, p) for p, m in got.items()}
-    opened_seeds = await session.exchange("mac-seed", {"s": seed.seed, "n": seed.nonce})
+        peer_commitments = {p: v.field(m, "c", _DIGEST, p) for p, m in got.items()}
+    v.record("seed-commit", {**peer_commitments, me: seed.commitment})
+
+    # 1. coefficients from every party's committed seed
+    got = await session.exchange("mac-seed", {"s": seed.seed, "n": seed.nonce})
     seeds = {me: seed.seed}
-    for p, msg in opened_seeds.items():
-        s, n = _bytes_field(msg, "s", SEED_BYTES, p), _bytes_field(msg, "n", SEED_BYTES, p)
-        if commit(label, p, n, s) != peer_commitments[p]:
-            raise MacCheckFailure(f"party {p} opened a seed that does not match its commitment")
+    for p, msg in got.items():
+        s, n = v.field(msg, "s", SEED_BYTES, p), v.field(msg, "n", SEED_BYTES, p)
+        if commit(label, p, n, s) != peer_commitments.get(p):
+            v.fail(MacCheckFailure(f"party {p} opened a seed that does not match its commitment"))
         seeds[p] = s
+    v.record("seed", seeds)
     joint = hashlib.sha256(b"spdz2k-chi\x00" + b"".join(seeds[p] for p in sorted(seeds))).digest()
-    y, mu = combine(opened, macs, joint[:SEED_BYTES])
-    sigma = z128_bytes(sigma_share(y, mu, key_share))
+
+    # 2-3. combine, commit to sigma_i and the broadcast digest
+    if v.problem is None:
+        y, mu = combine(opened, macs, joint[:SEED_BYTES])
+        sigma = z128_bytes(sigma_share(y, mu, key_share))
+    else:
+        sigma = session.prg.bytes(16)  # a party that already saw cheating reveals nothing real
     digest = hashlib.sha256(transcript + joint).digest()
     nonce = session.prg.bytes(SEED_BYTES)
-    got = await session.exchange("mac-sigma-commit", {"c": commit(label, me, nonce, sigma + digest)})
-    commitments = {p: _bytes_field(m, "c", _DIGEST, p) for p, m in got.items()}
+    mine = commit(label, me, nonce, sigma + digest)
+    got = await session.exchange("mac-sigma-commit", {"c": mine})
+    commitments = {p: v.field(m, "c", _DIGEST, p) for p, m in got.items()}
+    v.record("sigma-commit", {**commitments, me: mine})
+
+    # 4. open sigma_i and h_i; check
     got = await session.exchange("mac-sigma", {"z": sigma, "h": digest, "n": nonce})
     sigmas = [z128_from_bytes(sigma)]
+    opened_sigmas = {me: sigma + digest}
     for p, msg in got.items():
-        z, h, n = _bytes_field(msg, "z", 16, p), _bytes_field(msg, "h", _DIGEST, p), _bytes_field(msg, "n", SEED_BYTES, p)
+        z, h, n = v.field(msg, "z", 16, p), v.field(msg, "h", _DIGEST, p), v.field(msg, "n", SEED_BYTES, p)
+        opened_sigmas[p] = z + h
         if commit(label, p, n, z + h) != commitments[p]:
-            raise MacCheckFailure(f"party {p} opened a MAC-check value that does not match its commitment")
+            v.fail(MacCheckFailure(f"party {p} opened a MAC-check value that does not match its commitment"))
         if h != digest:
-            raise MacCheckFailure(f"party {p} saw different broadcast values (inconsistent broadcast)")
+            v.fail(MacCheckFailure(f"party {p} saw different broadcast values (inconsistent broadcast)"))
         sigmas.append(z128_from_bytes(z))
-    check_zero(sigmas)
+    v.record("sigma", opened_sigmas)
+    if v.problem is None:
+        try:
+            check_zero(sigmas)
+        except MacCheckFailure as exc:
+            v.fail(exc)
+
+    # 5. verdicts: everyone learns whether anyone found a problem or saw a different check
+    await _verdict_round(session, v)
+
+
+async def _verdict_round(session: Session, v: _Verdict) -> None:
+    """Send ``(ok, view digest)`` to everyone; raise unless every party is ok with one view."""
+    view = v.view.digest()
+    payload = {"ok": v.problem is None, "d": view}
+    if v.problem is not None:
+        rnd = session.round("mac-verdict")
+        await asyncio.gather(*(rnd.send(p, payload) for p in session.others))
+        raise v.problem
+    got = await session.exchange("mac-verdict", payload)
+    for p, msg in sorted(got.items()):
+        ok = msg.get("ok") if isinstance(msg, dict) else None
+        d = msg.get("d") if isinstance(msg, dict) else None
+        if not isinstance(ok, bool) or not isinstance(d, bytes) or len(d) != _DIGEST:
+            raise MacCheckFailure(f"party {p} sent a malformed verdict")
+        if not ok:
+            raise MacCheckFailure(f"party {p} reported a failed MAC check")
+        if d != view:
+            raise MacCheckFailure(f"party {p} saw a different MAC check (a check message was altered)")

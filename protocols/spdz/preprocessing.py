@@ -18,7 +18,14 @@ Resources (every value uniform unless said otherwise; "element" = one entry of a
 ``bits``            ``[b]`` with ``b`` uniform in {0, 1}.
 ``truncation_pairs``  for ``f`` fractional bits: ``[r]`` uniform in Z_2^128 and, with
                     ``r' = r mod 2^63``, ``[r' >> f]`` and ``[r_63]`` (bit 63 of ``r``).
+``comparison_masks``  (optional, :class:`ComparisonMaskProvider`) per element: 64 bits
+                    ``[r_i]``, the 32 products ``[r_2j r_2j+1]`` and ``[r] = [sum 2^i r_i +
+                    2^64 t]`` (``t`` uniform): the data-independent first step of a
+                    comparison (:mod:`protocols.spdz.compare`).
 ==================  =======================================================================
+
+A provider that does not offer ``comparison_masks`` still serves comparisons: the engine then
+makes them from ``bits``, ``random_values`` and 32 more ``triples`` per element.
 
 Counts: a job says what it will consume with a :class:`Requirements`, and
 :meth:`SpdzPreprocessing.reserve` either sets that much aside (a provider may produce it ahead
@@ -44,8 +51,10 @@ __all__ = [
     "Triple",
     "InputMask",
     "TruncationPair",
+    "ComparisonMask",
     "Requirements",
     "SpdzPreprocessing",
+    "ComparisonMaskProvider",
     "shape_size",
 ]
 
@@ -93,6 +102,23 @@ class TruncationPair:
     frac_bits: int
 
 
+@dataclass(frozen=True, eq=False)
+class ComparisonMask:
+    """Comparison masks for ``m`` elements (bit-major, like an edaBit with pair products).
+
+    Attributes:
+        value: ``[r] = [sum_i 2^i r_i + 2^64 t]`` with ``t`` uniform in Z_2^64, shape ``(m,)``
+            (a local linear combination of the bits and a random value: the high half masks
+            the high bits of the opening ``x + r``).
+        bits: ``[r_i]``, uniform bits, shape ``(64, m)`` (row ``i`` = bit ``i`` of every mask).
+        pair_products: ``[r_2j r_2j+1]``, shape ``(32, m)``.
+    """
+
+    value: AuthShare
+    bits: AuthShare
+    pair_products: AuthShare
+
+
 def _count(value: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ConfigError(f"{what} must be a non-negative integer")
@@ -110,6 +136,7 @@ class Requirements:
         random_values: uniform authenticated values.
         bits: authenticated random bits.
         truncation_pairs: fractional bits ``f`` -> truncation pairs.
+        comparison_masks: comparison masks (elements), for a :class:`ComparisonMaskProvider`.
     """
 
     triples: int = 0
@@ -118,12 +145,13 @@ class Requirements:
     random_values: int = 0
     bits: int = 0
     truncation_pairs: Mapping[int, int] = field(default_factory=dict)
+    comparison_masks: int = 0
 
     def counts(self) -> dict[str, int]:
         """The flat resource keys used by providers (``remaining``), zero counts omitted.
 
         Keys: ``triples``, ``matrix_triples/MxKxN``, ``input_masks/OWNER``, ``random_values``,
-        ``bits``, ``truncation_pairs/F``.
+        ``bits``, ``truncation_pairs/F``, ``comparison_masks``.
 
         Raises:
             ConfigError: a negative or non-integer count or key.
@@ -132,6 +160,7 @@ class Requirements:
             "triples": _count(self.triples, "triples"),
             "random_values": _count(self.random_values, "random_values"),
             "bits": _count(self.bits, "bits"),
+            "comparison_masks": _count(self.comparison_masks, "comparison_masks"),
         }
         for (m, k, n), c in self.matrix_triples.items():
             out[f"matrix_triples/{_count(m, 'm')}x{_count(k, 'k')}x{_count(n, 'n')}"] = _count(c, "count")
@@ -155,6 +184,7 @@ class Requirements:
             random_values=self.random_values + other.random_values,
             bits=self.bits + other.bits,
             truncation_pairs=merge(self.truncation_pairs, other.truncation_pairs),
+            comparison_masks=self.comparison_masks + other.comparison_masks,
         )
 
 
@@ -213,4 +243,27 @@ class SpdzPreprocessing(Protocol):
 
     def truncation_pairs(self, shape: tuple[int, ...], frac_bits: int) -> TruncationPair:
         """Truncation material of ``shape`` for ``frac_bits``."""
+        ...
+
+
+@runtime_checkable
+class ComparisonMaskProvider(Protocol):
+    """An optional extension of :class:`SpdzPreprocessing`: ready-made comparison masks.
+
+    The engine uses it when the provider has the method (else bits and triples, see the module
+    docstring). A dealer-free provider makes them from 64 bits, one random value and 32 triples
+    per element (``[r_2j r_2j+1]`` by a Beaver multiplication of its own bits, MAC-checked like
+    every other opening of its production; ``[r]`` by the local combination
+    ``sum_i 2^i [r_i] + 2^64 [t]``). Arrays should be C-contiguous (rows of ``m`` elements).
+    """
+
+    def comparison_masks(self, count: int) -> ComparisonMask:
+        """Masks for ``count`` comparisons (key ``comparison_masks`` in :meth:`SpdzPreprocessing.remaining`)."""
+        ...
+
+    @property
+    def offers_comparison_masks(self) -> bool:
+        """Whether the engine should use :meth:`comparison_masks` (optional attribute; a
+        provider without it that has the method offers them). It must be the same at every
+        party of a job."""
         ...

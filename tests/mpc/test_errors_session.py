@@ -118,3 +118,45 @@ async def test_rounds_counted_once_per_round() -> None:
         return s.stats.rounds
 
     assert await run_n(3, prog) == [2, 2, 2]
+
+
+class SummingEngine:
+    """A toy SecretEngine: 'shares' are the plain values, inputs are broadcast (tests only)."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        self.flushed = 0
+
+    async def input(self, value: Any, owner: int | str, *, shape: Any = None, frac_bits: Any = None) -> Any:
+        own = self.s.party_index(owner)
+        return await self.s.broadcast("in", value if own == self.s.party_id else None, sender=own)
+
+    async def reveal(self, x: Any, to: Any = None) -> Any:
+        await self.flush()
+        ids = None if to is None else {self.s.party_index(t) for t in (to if isinstance(to, list) else [to])}
+        return x if ids is None or self.s.party_id in ids else None
+
+    async def flush(self) -> None:
+        self.flushed += 1
+
+
+async def test_session_input_and_reveal_delegate_to_the_engine() -> None:
+    from mpc.contracts import SECRET_ENGINE, SecretEngine
+
+    async def prog(s: Session) -> Any:
+        with pytest.raises(ConfigError):
+            _ = s.engine
+        with pytest.raises(ConfigError):
+            await s.input(1, owner=0)
+        s.resources[SECRET_ENGINE] = SummingEngine(s)
+        assert isinstance(s.engine, SecretEngine) and s.child("sub").engine is s.engine
+        a = await s.input(5 if s.party_id == 0 else None, owner="p0")
+        b = await s.input(owner=1, shape=())
+        return await s.reveal(a + (b or 0), to=["p1"]), await s.reveal(a)
+
+    out = await run_n(2, prog)
+    assert out == [(None, 5), (5, 5)]
+    # an object that is not an engine is refused
+    s = Session(LoopbackChannel({}, 0, 2), resources={"secret-engine": object()})
+    with pytest.raises(ConfigError):
+        _ = s.engine

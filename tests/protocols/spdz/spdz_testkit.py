@@ -58,3 +58,59 @@ async def prog_mul_reveal(s: Session, inp: dict[str, Any]) -> Any:
     for x in xs[1:]:
         prod = prod * x
     return await spdz.reveal(s, prod)
+
+
+def drive(gens: list[Any]) -> tuple[list[AuthShare], int]:
+    """Run one SPMD generator per party in lockstep, opening what they yield (no network).
+
+    Returns every party's result and the number of rounds (yields).
+    """
+    requests = [next(g) for g in gens]
+    rounds = 1
+    while True:
+        opened = []
+        for parts in zip(*requests):
+            total = parts[0].share
+            for p in parts[1:]:
+                total = r128.add(total, p.share)
+            opened.append(total)
+        results, nxt = [], []
+        for g in gens:
+            try:
+                nxt.append(g.send(opened))
+            except StopIteration as done:
+                results.append(done.value)
+        if results:
+            assert len(results) == len(gens), "parties finished in different rounds"
+            return results, rounds
+        requests = nxt
+        rounds += 1
+
+
+async def prog_less_reveal(s: Session, inp: dict[str, Any]) -> Any:
+    """Each party inputs an array; returns the revealed ``x_0 < x_1``."""
+    setup_from_input(s, inp)
+    xs = await spdz.input_all(s, inp["x"])
+    return await spdz.reveal(s, xs[0] < xs[1])
+
+
+async def prog_mul_less_reveal(s: Session, inp: dict[str, Any]) -> Any:
+    """Each party inputs an array; returns the revealed product of all and ``x_0 < x_1``."""
+    setup_from_input(s, inp)
+    xs = await spdz.input_all(s, inp["x"])
+    prod = xs[0]
+    for x in xs[1:]:
+        prod = prod * x
+    return await spdz.reveal(s, [prod, xs[0] < xs[1]])
+
+
+class BitsOnly:
+    """A provider without ``comparison_masks``: comparisons then use bits and triples."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "comparison_masks":
+            raise AttributeError(name)
+        return getattr(self._inner, name)

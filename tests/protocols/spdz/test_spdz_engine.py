@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from spdz_testkit import prog_mul_reveal, setup_from_input
+from spdz_testkit import prog_mul_less_reveal, prog_mul_reveal, setup_from_input
 
 from mpc import ring128 as r128
 from mpc.errors import (
@@ -202,7 +202,7 @@ async def prog_rounds(s: Session, inp: dict[str, Any]) -> Any:
 def test_rounds_follow_depth(prg: PRG, seed: bytes) -> None:
     x = ints(prg, (3,), 50)
     for counts, out in run_local(prog_rounds, inputs_for(seed, [x, None]), recv_timeout=2):
-        assert counts == {"one_level": 1, "depth4": 4, "fixed": 2, "reveal": 4}
+        assert counts == {"one_level": 1, "depth4": 4, "fixed": 2, "reveal": 5}  # open + 4 check rounds
         np.testing.assert_array_equal(out[0], x * x)
         np.testing.assert_array_equal(out[10], x @ x)
         np.testing.assert_array_equal(out[11], x**5)
@@ -386,23 +386,67 @@ def test_transport_tamper_of_an_open_fails_everywhere(prg: PRG, seed: bytes) -> 
     assert all(isinstance(o.error, MacCheckFailure) for o in outcomes), [o.error for o in outcomes]
 
 
-@pytest.mark.parametrize("after", range(7))
-def test_transport_tamper_never_gives_a_wrong_output(prg: PRG, seed: bytes, after: int) -> None:
-    """Tampering any frame (input, opens, MAC-check messages) ends in a typed error or the right output.
+# Data frames from party-1 to party-0 in prog_mul_reveal with 3 parties: 0 input, 1-2 the two
+# Beaver levels, 3 the output open with the seed commitment, then the MAC check: 4 seeds,
+# 5 sigma commitments, 6 sigmas and digests, 7 verdicts. Byte -3 lies in the last field.
+CHECK_FRAMES = {"open+seed-commit": 3, "seed": 4, "sigma-commit": 5, "sigma": 6}
 
-    Security with abort is not unanimous: a commitment altered on the link 1 -> 0 makes party 0
-    abort while the others, whose messages were intact, finish with the correct output. A flip
-    in the high 64 bits of an opened share changes no output and is caught unless the MAC-check
-    coefficient absorbs it (probability 2^-(128 - bit)).
+
+@pytest.mark.parametrize("kind", sorted(CHECK_FRAMES))
+def test_tampered_check_message_aborts_every_party(prg: PRG, seed: bytes, kind: str) -> None:
+    xs = [ints(prg, (4,), 100) for _ in range(3)]
+    plan = FaultPlan([Fault("tamper", src="party-1", dst="party-0", after=CHECK_FRAMES[kind], offset=-3, mask=0x10)])
+    outcomes = run_parties(prog_mul_reveal, inputs_for(seed, xs), faults=plan, recv_timeout=1.0)
+    assert all(isinstance(o.error, MacCheckFailure) for o in outcomes), [o.error for o in outcomes]
+
+
+def test_tampered_verdict_aborts_its_receiver_only(prg: PRG, seed: bytes) -> None:
+    """The last message problem: a verdict altered on one link stops only its receiver."""
+    xs = [ints(prg, (4,), 100) for _ in range(3)]
+    plan = FaultPlan([Fault("tamper", src="party-1", dst="party-0", after=7, offset=-3, mask=0x10)])
+    outcomes = run_parties(prog_mul_reveal, inputs_for(seed, xs), faults=plan, recv_timeout=1.0)
+    assert isinstance(outcomes[0].error, MacCheckFailure)
+    for o in outcomes[1:]:
+        np.testing.assert_array_equal(o.result, wrap_mul(*xs))
+
+
+async def prog_explicit_check(s: Session, inp: dict[str, Any]) -> Any:
+    setup_from_input(s, inp)
+    xs = await spdz.input_all(s, inp["x"])
+    z = xs[0] * xs[1]
+    await spdz.check(s)  # its own seed-commitment round
+    return await spdz.reveal(s, z)
+
+
+@pytest.mark.parametrize("after", [2, 3, 4, 5])
+def test_tampered_explicit_check_aborts_every_party(prg: PRG, seed: bytes, after: int) -> None:
+    # frames 0 input, 1 Beaver open, then the check: 2 seed commitments, 3 seeds, 4-5 sigmas
+    xs = [ints(prg, (4,), 100) for _ in range(2)]
+    plan = FaultPlan([Fault("tamper", src="party-1", dst="party-0", after=after, offset=-3, mask=0x01)])
+    outcomes = run_parties(prog_explicit_check, inputs_for(seed, xs), faults=plan, recv_timeout=1.0)
+    assert all(isinstance(o.error, MacCheckFailure) for o in outcomes), [o.error for o in outcomes]
+
+
+@pytest.mark.parametrize("after", range(8))
+def test_transport_tamper_never_gives_a_wrong_output(prg: PRG, seed: bytes, after: int) -> None:
+    """Tampering any frame ends with every party failing, or every party right; the verdict
+    (frame 7) is the exception: its receiver alone aborts.
+
+    A flip in the high 64 bits of an opened share changes no output and is caught unless the
+    MAC-check coefficient absorbs it (probability 2^-(128 - bit)); a flip the framing detects is
+    resent intact after a reconnect.
     """
     xs = [ints(prg, (4,), 100) for _ in range(3)]
     plan = FaultPlan([Fault("tamper", src="party-1", dst="party-0", after=after, offset=-9, mask=0x10)])
     outcomes = run_parties(prog_mul_reveal, inputs_for(seed, xs), faults=plan, recv_timeout=1.0)
+    failed = [o.error is not None for o in outcomes]
     for o in outcomes:
         if o.ok:
             np.testing.assert_array_equal(o.result, wrap_mul(*xs))
         else:
             assert isinstance(o.error, MPCError), (o.name, o.error)
+    if after < 7:
+        assert all(failed) or not any(failed), [o.error for o in outcomes]
 
 
 # -- preprocessing, shapes, peers -------------------------------------------------------------------
@@ -481,7 +525,7 @@ async def prog_auto_check(s: Session, inp: dict[str, Any]) -> Any:
 def test_automatic_check_bounds_unchecked_opens(seed: bytes) -> None:
     x = np.arange(8)
     for rounds, unchecked, y in run_local(prog_auto_check, inputs_for(seed, [x, None])):
-        assert rounds == 3 + 3 * 4 and unchecked == 0  # each level opens 16 >= 10 elements: a check
+        assert rounds == 3 + 3 * 5 and unchecked == 0  # each level opens 16 >= 10 elements: a check (5 rounds)
         np.testing.assert_array_equal(y, x**4)
 
 
@@ -522,7 +566,82 @@ def test_insecure_dealer_from_session(prg: PRG) -> None:
         np.testing.assert_array_equal(res, a @ b)
 
 
-def test_processes_mul_and_reveal(prg: PRG, seed: bytes) -> None:
+def test_processes_mul_compare_and_reveal(prg: PRG, seed: bytes) -> None:
     xs = [ints(prg, (4,), 1000) for _ in range(3)]
-    for res in run_local(prog_mul_reveal, inputs_for(seed, xs), transport="processes", recv_timeout=20):
-        np.testing.assert_array_equal(res, wrap_mul(*xs))
+    for prod, less in run_local(prog_mul_less_reveal, inputs_for(seed, xs), transport="processes", recv_timeout=20):
+        np.testing.assert_array_equal(prod, wrap_mul(*xs))
+        np.testing.assert_array_equal(less, (xs[0] < xs[1]).astype(np.int64))
+
+
+# -- the programming model through mpc.Session ----------------------------------------------------
+
+
+async def prog_session_api(s: Session, inp: dict[str, Any]) -> Any:
+    setup_from_input(s, inp)  # attaches the engine as the session's secret engine
+    x = await s.input(inp["x"], owner="party-0")
+    y = await s.input(inp["x"] if s.party_id == s.n_parties - 1 else None, owner=s.n_parties - 1, shape=(2, 3))
+    z = spdz.where(x > y, x, y)
+    spread = ((x - y) * (x - y)).mean(axis=1)
+    return await s.reveal([z, spread, x == y, (x @ y.T).sum()], to=["party-1"])
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_session_input_and_reveal(prg: PRG, seed: bytes, n: int) -> None:
+    a = (prg.below(9, (2, 3)) - 4).astype(np.float64) / 2
+    b = (prg.below(9, (2, 3)) - 4).astype(np.float64) / 2
+    xs = [a] + [None] * (n - 2) + [b]
+    results = run_local(prog_session_api, inputs_for(seed, xs))
+    for i, res in enumerate(results):
+        if i != 1:
+            assert res is None
+            continue
+        z, spread, eq, dot = res
+        np.testing.assert_array_equal(z, np.maximum(a, b))
+        np.testing.assert_allclose(spread, ((a - b) ** 2).mean(axis=1), atol=1e-3)  # / 3: see array.py
+        np.testing.assert_array_equal(eq, (a == b).astype(np.int64))
+        np.testing.assert_allclose(dot, (a @ b.T).sum(), atol=4 * 2.0**-16)
+
+
+# -- passive mode -------------------------------------------------------------------------------------
+
+
+async def prog_passive(s: Session, inp: dict[str, Any]) -> Any:
+    spdz.setup(s, InsecureDealer(s.party_id, s.n_parties, inp["seed"], allow_insecure=True), security="passive")
+    xs = await spdz.input_all(s, inp["x"])
+    a, b = xs[0], xs[-1]
+    before, start = s.stats.bytes_sent, s.stats.rounds
+    z = a * b
+    await spdz.flush(s)
+    traffic = s.stats.bytes_sent - before
+    start = s.stats.rounds
+    sub = await spdz.reveal(s, z, to=[1])  # ready: one round, no check
+    reveal_rounds = s.stats.rounds - start
+    f = a * 0.5
+    outs = [z, a @ b.T, f * f, a < b, spdz.maximum(a, b), (a * b).sum()]
+    all_ = await spdz.reveal(s, outs)
+    return traffic, reveal_rounds, sub, all_
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_passive_mode_halves_traffic_and_matches_numpy(prg: PRG, seed: bytes, n: int) -> None:
+    xs = [ints(prg, (3, 4), 1000) for _ in range(n)]
+    a, b = xs[0], xs[-1]
+    for i, (traffic, rounds, sub, got) in enumerate(run_local(prog_passive, inputs_for(seed, xs))):
+        assert 16 * a.size * (n - 1) <= traffic < 16 * a.size * (n - 1) + 200 * (n - 1)  # 8 bytes per opened value
+        want = [a * b, a @ b.T, (a * 0.5) ** 2, (a < b).astype(np.int64), np.maximum(a, b), (a * b).sum()]
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=2.0**-15)
+        if i == 1:
+            np.testing.assert_array_equal(sub, a * b)
+        else:
+            assert sub is None
+        assert rounds == 1
+
+
+def test_security_mode_is_checked(seed: bytes) -> None:
+    async def prog(s: Session, inp: Any) -> Any:
+        with pytest.raises(ConfigError):
+            spdz.setup(s, InsecureDealer(s.party_id, 2, seed, allow_insecure=True), security="none")
+        return None
+
+    run_local(prog, [None, None])
