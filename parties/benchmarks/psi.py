@@ -4,17 +4,19 @@ Two-party PSI of ``n x n`` identifiers with half overlap (party 0 holds ``id-0 .
 party 1 ``id-{n/2} .. id-{n/2+n-1}``), intersection revealed to party 0 only, as
 openmined-psi's client/server protocol does:
 
-- ours: :func:`protocols.psi.psi_intersection` (ECDH over ristretto255), two party processes
-  over our TLS websocket mesh (``transport="processes"``), default settings (worker processes
-  on every core of the machine, shared by both parties here);
+- ours, ``protocol="ecdh"``: :func:`protocols.psi.psi_intersection` (ECDH over ristretto255),
+  two party processes over our TLS websocket mesh (``transport="processes"``), default
+  settings (worker processes on every core of the machine, shared by both parties here);
+- ours, ``protocol="ot"``: the same call with ``protocol="ot"`` (KKRT OPRF, :mod:`protocols.psi.kkrt`);
 - peer ``openmined-psi`` (PyPI ``openmined-psi==2.0.6``, DDH over P-256 in C++, raw container
   so both results are exact), client and server in one process on one core, in its own venv.
 
-Metrics per ``n``: ``psi_seconds`` (wall clock of the protocol, identifier hashing included),
-``psi_cpu_seconds`` (CPU of every process involved, ours summed over both parties and their
-workers: the fair comparison with the single-threaded peer) and ``psi_bytes`` (both directions,
-ours with framing; the minimum for DH PSI is ``96 n``: 32 bytes per element, three sets).
-``run(sizes)`` takes the set sizes; ``scripts/bench psi`` runs 10^5 and 10^6 (minutes).
+Metrics per ``n`` and protocol: ``psi_seconds`` (wall clock of the protocol, identifier hashing
+included), ``psi_cpu_seconds`` (CPU of every process involved, ours summed over both parties and
+their workers: the fair comparison with the single-threaded peer) and ``psi_bytes`` (both
+directions, ours with framing; the minimum for DH PSI is ``96 n``: 32 bytes per element, three
+sets). ``run(sizes, protocols)`` takes the set sizes and protocols; ``scripts/bench psi`` runs
+10^5 and 10^6 (several minutes, mostly the ECDH paths).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ async def psi_party(session: Session, params: dict[str, Any]) -> dict[str, Any]:
     ids = [f"id-{i}" for i in range(start, start + n)]
     config = PsiConfig(salt=params["salt"])
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
-    rows = await psi_intersection(session, ids, config, receivers=[0], workers=params["workers"])
+    rows = await psi_intersection(session, ids, config, receivers=[0], protocol=params["protocol"], workers=params["workers"])
     wall = time.perf_counter() - t0
     return {
         "seconds": wall,
@@ -81,9 +83,9 @@ async def psi_party(session: Session, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def measure_ours(n: int, workers: int | None) -> dict[str, float]:
+async def measure_ours(n: int, protocol: str, workers: int | None = None) -> dict[str, float]:
     """Run both parties in their own processes; wall clock is the slower party's."""
-    params = {"n": n, "salt": b"bench-psi-salt-0123456789", "workers": workers}
+    params = {"n": n, "salt": b"bench-psi-salt-0123456789", "protocol": protocol, "workers": workers}
     # The harness gives the processes 60 s + 4 x recv_timeout to finish: scale it with n.
     outcomes = await run_parties_async(psi_party, [params, params], transport="processes", recv_timeout=max(60.0, n / 2000))
     for o in outcomes:
@@ -106,15 +108,18 @@ def measure_peer(n: int) -> dict[str, float]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-async def run(sizes: Sequence[int] = (10**5, 10**6)) -> None:
-    """Ours and openmined-psi for each ``n`` in ``sizes`` (10^6 takes several minutes)."""
+async def run(sizes: Sequence[int] = (10**5, 10**6), protocols: Sequence[str] = ("ecdh", "ot")) -> None:
+    """Ours (each protocol) and openmined-psi for each ``n`` in ``sizes`` (10^6 takes minutes)."""
     cores = available_cores()
     for n in sizes:
-        started = time.perf_counter()
-        ours = await measure_ours(n, None)
         peer = measure_peer(n)
-        params = {"n": n, "protocol": "ecdh", "overlap": n - n // 2, "parties": 2, "receivers": 1, "cores": cores}
-        emit(SUITE, "psi_seconds", ours["seconds"], "s", {**params, "better": "lower", "peer_cores": 1}, PEER, peer["seconds"])
-        emit(SUITE, "psi_cpu_seconds", ours["cpu_seconds"], "s", {**params, "better": "lower"}, PEER, peer["cpu_seconds"])
-        emit(SUITE, "psi_bytes", ours["bytes"], "B", {**params, "better": "lower", "min_bytes": 96 * n}, PEER, peer["bytes"])
-        print(f"bench psi: n={n} took {time.perf_counter() - started:.0f} s (ours and peer)", file=sys.stderr)
+        for protocol in protocols:
+            started = time.perf_counter()
+            ours = await measure_ours(n, protocol)
+            params = {"n": n, "protocol": protocol, "overlap": n - n // 2, "parties": 2, "receivers": 1, "cores": cores}
+            emit(SUITE, "psi_seconds", ours["seconds"], "s", {**params, "better": "lower", "peer_cores": 1}, PEER, peer["seconds"])
+            emit(SUITE, "psi_cpu_seconds", ours["cpu_seconds"], "s", {**params, "better": "lower"}, PEER, peer["cpu_seconds"])
+            min_bytes = 96 * n if protocol == "ecdh" else None
+            emit(SUITE, "psi_bytes", ours["bytes"], "B", {**params, "better": "lower", "min_bytes": min_bytes}, PEER, peer["bytes"])
+            print(f"bench psi: n={n} {protocol} took {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        print(f"bench psi: n={n} openmined-psi took {peer['seconds']:.0f} s", file=sys.stderr)
