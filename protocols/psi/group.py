@@ -33,7 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 import numpy as np
-import rbcl
+from protocols.sodium import rbcl
 
 from mpc.errors import ConfigError, ProtocolViolation
 
