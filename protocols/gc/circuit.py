@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mpc.errors import ConfigError
+from protocols.ot.crhash import transpose_bits
 
 __all__ = [
     "XOR",
@@ -277,8 +278,13 @@ def to_bits(value: Any, width: int) -> np.ndarray:
                 raise ConfigError(f"input value out of range for {width} bits")
         elif words.size and int(words.max()) >> width:
             raise ConfigError(f"input value out of range for {width} bits")
-    shifts = np.arange(width, dtype=np.uint64)
-    return ((words[None, :] >> shifts[:, None]) & np.uint64(1)).astype(np.uint8)
+    # Bits of all words at once: the (B x 64)-bit matrix of the words, transposed (a bit-matrix
+    # transpose, padded to whole 64-row blocks), then unpacked to one byte per bit.
+    batch = words.shape[0]
+    padded = np.zeros(-(-max(batch, 1) // 64) * 64, dtype=np.uint64)
+    padded[:batch] = words
+    packed = transpose_bits(padded.view(np.uint8).reshape(-1, 8))  # (64, B/8): row i = bit i
+    return np.unpackbits(packed[:width], axis=1, count=batch, bitorder="little")
 
 
 def encode_values(values: Sequence[Any], widths: Sequence[int]) -> np.ndarray:

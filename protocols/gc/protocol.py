@@ -12,42 +12,72 @@ one exchange). The ``B`` instances are cut into chunks of about 2^18 AND gates
    G obtains ``q`` and uses it as the zero labels of E's input bits, E obtains
    ``t = q ^ x Delta``, the label of its actual bit ``x``. (No OT when E has no input; G's
    ``Delta`` is then fresh from its PRG.)
-2. *garble* — G draws the zero labels of its own input bits from its PRG, garbles the chunk
+2. *garble* — G draws the zero labels of its own input bits (an AES-CTR stream keyed by 16
+   fresh bytes of its PRG), garbles the chunk
    (:func:`~protocols.gc.garble.garble`, with its own tweak domain) and sends E one message
-   (round ``garbled``): the labels of its actual input bits, the garbled tables (exactly 32
-   bytes per AND gate and instance) and, if E receives outputs, their decoding bits (packed).
+   (round ``garbled``): the garbled tables (exactly 32 bytes per AND gate and instance), for
+   each output bit E receives the commitments ``h(W^0), h(W^1)`` to both output labels
+   (:func:`~protocols.gc.garble.commit_outputs`: 8 bytes each, a truncated tweakable CCR hash
+   under its own tweak domain), and the labels of G's actual input bits.
 3. *evaluate* — E checks the message's sizes (anything else is a
-   :class:`~mpc.errors.ProtocolViolation`) and evaluates the chunk.
+   :class:`~mpc.errors.ProtocolViolation`), evaluates the chunk, and opens each of its output
+   labels against the commitments (:func:`~protocols.gc.garble.open_outputs`): the bit is the
+   index of the commitment its label matches; a label matching neither raises
+   :class:`~mpc.errors.AbortError`.
 
 Chunks are pipelined: the OT of chunk ``i + 1`` runs while chunk ``i`` is garbled or evaluated
 (in a worker thread, so the event loop keeps moving bytes), and memory stays bounded by a chunk.
-Then E decodes the outputs it receives, and if G receives outputs, E sends their output labels
-(round ``outputs``, 16 bytes per output bit and instance); G checks that each is one of its two
-labels (:class:`~mpc.errors.AbortError` otherwise) and decodes.
+If G receives outputs, E then sends their output labels (round ``outputs``, 16 bytes per output
+bit and instance); G checks that each is one of its two labels (:class:`~mpc.errors.AbortError`
+otherwise) and decodes. Aborts are reported to the peer with an error code and nothing else: a
+failed OT check at G is sent in the ``garbled`` round (E raises the same error), a failed
+output check at E in the ``outputs`` round when G waits for outputs (E then skips evaluating
+the remaining chunks but keeps the rounds in step).
 
 Threat model: semi-honest (passive) adversary corrupting one of the two parties, static;
 dishonest majority (2 parties). Against a semi-honest party, each learns its own outputs and
-nothing else about the other's inputs: E sees one label per wire, uniform permute bits, and the
-decoding bits of its own outputs only; G sees OT messages (IKNP: pseudorandom) and, for its
-outputs, E's output labels, which are determined by the output bits it learns anyway. Public:
-the circuit, the owners of the inputs, the receivers, the instance count ``B``.
-What is *not* guaranteed: a malicious G can garble another circuit or send wrong labels and
-thereby learn (through its outputs) or corrupt anything, and E cannot detect it; a malicious E
-can refuse to return output labels. Output labels returned to G are authenticated: a label that
-is neither of G's two labels (E lying about an output, or a table corrupted on E's path) is
-detected except with probability 2^-128 and raises :class:`~mpc.errors.AbortError` at G. E has
-no such check: a tampered table of the right size gives E wrong outputs undetected (the
-transport's TLS authenticates G's bytes; the semi-honest model trusts G's garbling). A table or
-label array of the wrong size or type is refused with :class:`~mpc.errors.ProtocolViolation`.
+nothing else about the other's inputs: E sees one label per wire, uniform permute bits, the
+tables, and for its outputs the two commitments (of which it can open one; the other is the
+CCR hash of its label XOR ``Delta`` under a fresh tweak, pseudorandom to it); G sees OT
+messages (IKNP: pseudorandom) and, for its outputs, E's output labels, which are determined by
+the output bits it learns anyway. Public: the circuit, the owners of the inputs, the receivers,
+the instance count ``B``.
+
+Integrity checks (beyond the semi-honest model, they bound what a deviation can do):
+
+- *E's outputs are authenticated.* A change to a table entry, a G input label or an OT label
+  that E uses shifts the labels it computes downstream by unpredictable offsets; an output
+  label that is not the correct one is then neither ``W^0`` nor ``W^1`` (reaching the other
+  valid label needs ``Delta``) and matches neither commitment except with probability
+  ``2^-63`` per output bit. So E gets its correct output or raises
+  :class:`~mpc.errors.AbortError`, whatever was changed in transit (a change E does not use,
+  e.g. in a half-gate row its permute bit does not select, or one that cancels out, leaves
+  its output correct).
+- *G's outputs are authenticated* the same way by its two labels (false accept ``2^-128``).
+- *E is protected against a malicious OT receiver role* only as far as the OT is: the KOS check
+  (active) stops E from learning bits of ``Delta`` through the OT extension.
+- What a *malicious G* can still do (outside the semi-honest model; nothing here prevents it):
+  garble another circuit, or commit to labels of its choice, and so make E output anything;
+  and *selective failure*: corrupt only a table row that E uses when one of its input bits
+  has a given value (G knows the permute bits), so that whether E aborts reveals that bit to
+  G. An abort must therefore be treated as a possible leak of one bit per run and never be
+  retried with the same inputs; malicious security needs cut-and-choose or authenticated
+  garbling, which this module does not provide. A malicious E can refuse to return output
+  labels or abort at will (no fairness).
+
+A table or label array of the wrong size or type is refused with
+:class:`~mpc.errors.ProtocolViolation` (framing checks sizes before allocating).
 
 Cost for a circuit with ``A`` AND gates, inputs ``n_G`` (G) and ``n_E`` (E) bits, outputs
 ``m_E`` bits to E and ``m_G`` bits to G, ``B`` instances in ``c`` chunks: rounds: ``c`` OT
 extension rounds (plus 2 once per session and pair for the base OTs), ``c`` garbled-circuit
 rounds (pipelined, so the latency is about that of one round trip plus the transfer), + 1 if G
 receives outputs.
-Bytes: E -> G: ``16 n_E B`` (IKNP, plus the KOS padding of at most 256 rows and a 32-byte
-check per chunk) + ``16 m_G B``; G -> E: ``32 A B + 16 n_G B + m_E B / 8`` (tables, G's labels,
-decoding bits), plus framing.
+Bytes: E -> G: ``16 n_E B`` (IKNP, plus the KOS padding of at most 319 rows and a 32-byte
+check per chunk) + ``16 m_G B``; G -> E: ``32 A B + 16 n_G B + 16 m_E B`` (tables, G's
+labels, output commitments), plus framing. (The commitments replace 1-bit decoding bits: 16
+bytes instead of 1/8 per output bit E receives; e.g. 0.25 byte per AND gate for a 64-bit
+comparison with one output bit.)
 Preprocessing: none beyond the session's base OTs.
 
 References: Yao (FOCS 1986); Zahur, Rosulek, Evans, *Two Halves Make a Whole* (EUROCRYPT 2015)
@@ -64,17 +94,19 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from mpc.errors import ConfigError, ProtocolViolation
+from mpc.errors import AbortError, ConfigError, ProtocolViolation, error_from_code
 from mpc.session import Session
 from protocols.gc import builder
 from protocols.gc.circuit import Circuit, encode_values, from_bits
 from protocols.gc.garble import (
     check_tables,
-    decode,
+    commit_outputs,
     decode_labels,
     evaluate as evaluate_garbled,
     garble,
+    open_outputs,
     random_delta,
 )
 from protocols.ot import ot_pair
@@ -82,6 +114,8 @@ from protocols.ot import ot_pair
 __all__ = ["Roles", "plan_roles", "chunk_instances", "evaluate", "compare", "maximum", "minimum", "compare_and_maximum"]
 
 _BOTH = "both"
+_BLOCKS_PER_STEP = 512
+"""Least gate x instance blocks of work per schedule step in a chunk (see chunk_instances)."""
 
 
 @dataclass(frozen=True)
@@ -275,9 +309,13 @@ def chunk_instances(circuit: Circuit, batch: int, target_ands: int = 1 << 18) ->
     """Split ``B`` instances into ``(b0, b1)`` chunks of about ``target_ands`` AND gates each.
 
     Each chunk is garbled, sent (one message, in its own round) and evaluated in turn, so
-    garbling, transfer and evaluation overlap and memory stays bounded by a chunk.
+    garbling, transfer and evaluation overlap and memory stays bounded by a chunk. A chunk also
+    has at least ``512 * steps / n_and`` instances, so that every step of the schedule works on
+    enough blocks for its fixed cost (a few microseconds of numpy calls) to stay small: a
+    circuit with many linear levels per AND gate (e.g. mult64) gets fewer, larger chunks.
     """
-    per = max(1, target_ands // max(circuit.n_and, 1))
+    n_and = max(circuit.n_and, 1)
+    per = max(1, target_ands // n_and, _BLOCKS_PER_STEP * len(circuit.steps) // n_and)
     return [(b, min(b + per, batch)) for b in range(0, batch, per)]
 
 
@@ -315,50 +353,132 @@ class _Prefetch:
             task.exception()
 
 
+def _garble_chunk(
+    circuit: Circuit,
+    q: np.ndarray | None,
+    seed: bytes,
+    bits_g: np.ndarray,
+    delta: np.ndarray,
+    call: int,
+    rows: _Rows,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Garble one chunk (run in a worker thread): the message to E and G's output zero labels.
+
+    Args:
+        q: the OT rows of E's input bits ((n_E * b, 16) uint8), or ``None``.
+        seed: 16 fresh secret bytes from G's PRG; the zero labels of G's input bits are its
+            AES-128-CTR stream (as :class:`mpc.prg.PRG` would give them, written in place).
+        bits_g: (n_G, b) G's input bits.
+    """
+    bc = bits_g.shape[1]
+    nbytes = 16 * rows.g_in.size * bc
+    raw = np.empty(nbytes + 16, dtype=np.uint8)  # update_into wants a block of slack
+    if nbytes:
+        stream = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
+        stream.update_into(memoryview(np.zeros(nbytes, dtype=np.uint8)), memoryview(raw))
+    zero_g = raw[:nbytes].view(np.uint64).reshape(rows.g_in.size, bc, 2)
+    zero = np.empty((circuit.n_inputs, bc, 2), dtype=np.uint64)
+    if q is not None:
+        zero[rows.e_in] = np.ascontiguousarray(q).view(np.uint64).reshape(rows.e_in.size, bc, 2)
+    zero[rows.g_in] = zero_g
+    garbled = garble(circuit, zero, delta, call=call)
+    # G's active labels W^0 ^ x Delta, in place (zero_g is not used afterwards); x Delta is a
+    # gather from the table [0, Delta] of 16-byte elements (no broadcast over the 2-word axis).
+    active = zero_g
+    dtab = np.zeros((2, 2), dtype=np.uint64)
+    dtab[1] = delta
+    active ^= dtab.view(np.complex128)[:, 0].take(bits_g).view(np.uint64).reshape(active.shape)
+    message = {
+        "tables": garbled.tables,
+        "commit": commit_outputs(garbled.output_zero[rows.to_e], delta, call=call),
+        "labels": active,  # last: the frame's final bytes (see the tamper tests)
+    }
+    return message, garbled.output_zero[rows.to_g]
+
+
+def _evaluate_chunk(
+    circuit: Circuit, t: np.ndarray | None, message: Any, bc: int, call: int, rows: _Rows
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check and evaluate one chunk (pure; run in a worker thread).
+
+    Returns:
+        ``(labels_to_g, bits_to_e)``: the output labels of G's outputs and E's decoded bits.
+
+    Raises:
+        ProtocolViolation: a malformed message.
+        AbortError: an output label of E's outputs matches neither commitment.
+    """
+    if not isinstance(message, dict) or set(message) != {"labels", "tables", "commit"}:
+        raise ProtocolViolation("malformed garbled-circuit message")
+    labels = np.empty((circuit.n_inputs, bc, 2), dtype=np.uint64)
+    labels[rows.g_in] = _check_array(message["labels"], (rows.g_in.size, bc, 2), np.uint64, "garbler's input labels")
+    tables = check_tables(message["tables"], circuit, bc)
+    _check_array(message["commit"], (rows.to_e.size, bc, 2), np.uint64, "output commitments")
+    if t is not None:
+        labels[rows.e_in] = np.ascontiguousarray(t).view(np.uint64).reshape(rows.e_in.size, bc, 2)
+    out = evaluate_garbled(circuit, labels, tables, call=call)
+    bits = open_outputs(out[rows.to_e], message["commit"], call=call)
+    return out[rows.to_g], bits
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Row indices of one evaluation: input bits of G and E, output bits to E and to G."""
+
+    g_in: np.ndarray
+    e_in: np.ndarray
+    to_e: np.ndarray
+    to_g: np.ndarray
+
+    @classmethod
+    def of(cls, circuit: Circuit, roles: Roles) -> _Rows:
+        return cls(
+            _bit_rows(circuit, roles.owners, roles.garbler),
+            _bit_rows(circuit, roles.owners, roles.evaluator),
+            _output_rows(circuit, roles.receivers, roles.evaluator),
+            _output_rows(circuit, roles.receivers, roles.garbler),
+        )
+
+
 async def _garble_side(
     session: Session, sub: Session, circuit: Circuit, roles: Roles, my_bits: np.ndarray, batch: int, signed: bool
 ) -> list[np.ndarray | None]:
-    g_rows = _bit_rows(circuit, roles.owners, roles.garbler)
-    e_rows = _bit_rows(circuit, roles.owners, roles.evaluator)
-    to_e = _output_rows(circuit, roles.receivers, roles.evaluator)
-    to_g = _output_rows(circuit, roles.receivers, roles.garbler)
+    rows = _Rows.of(circuit, roles)
     chunks = chunk_instances(circuit, batch)
     first_call = _reserve_calls(session, (roles.garbler, roles.evaluator), len(chunks))
     prefetch = None
-    if e_rows.size:
+    if rows.e_in.size:
         ot = await ot_pair(session, sender=roles.garbler, receiver=roles.evaluator)
         delta = np.asarray(ot.delta, dtype=np.uint8).view(np.uint64).copy()
         if not int(delta[0]) & 1:
             raise ConfigError("the session's OT Delta for this pair has permute bit 0; it cannot serve as a free-XOR Delta")
-        prefetch = _Prefetch(lambda k: ot.send_correlated(int(e_rows.size) * (chunks[k][1] - chunks[k][0])), len(chunks))
+        prefetch = _Prefetch(lambda k: ot.send_correlated(int(rows.e_in.size) * (chunks[k][1] - chunks[k][0])), len(chunks))
     else:
         delta = random_delta(session.prg.bytes(16))
-    output_zero = np.empty((to_g.size, batch, 2), dtype=np.uint64)
+    output_zero = np.empty((rows.to_g.size, batch, 2), dtype=np.uint64)
     try:
         for i, (b0, b1) in enumerate(chunks):
-            bc = b1 - b0
-            zero = np.empty((circuit.n_inputs, bc, 2), dtype=np.uint64)
-            if prefetch is not None:
-                q = await prefetch.take()
-                zero[e_rows] = np.asarray(q, dtype=np.uint8).view(np.uint64).reshape(e_rows.size, bc, 2)
-            zero[g_rows] = session.prg.uint64((g_rows.size, bc, 2))
+            rnd = sub.round("garbled")
+            try:
+                q = await prefetch.take() if prefetch is not None else None
+            except (AbortError, ProtocolViolation) as exc:
+                await rnd.send(roles.evaluator, {"error": exc.code})  # E learns of it at once
+                raise
+            seed = session.prg.bytes(16)  # drawn on the loop, in order; expanded in the thread
             # In a worker thread (numpy and AES release the GIL): the event loop keeps moving bytes.
-            garbled = await asyncio.to_thread(garble, circuit, zero, delta, call=first_call + i)
-            mine = zero[g_rows]
-            mine ^= my_bits[:, b0:b1].astype(np.uint64)[:, :, None] * delta  # active labels: W^0 ^ x Delta
-            output_zero[:, b0:b1] = garbled.output_zero[to_g]
-            message = {
-                "labels": mine,
-                "tables": garbled.tables,
-                "decode": np.packbits(garbled.decode[to_e], axis=1, bitorder="little"),
-            }
-            await sub.round("garbled").send(roles.evaluator, message)
+            message, out0 = await asyncio.to_thread(
+                _garble_chunk, circuit, q, seed, my_bits[:, b0:b1], delta, first_call + i, rows
+            )
+            output_zero[:, b0:b1] = out0
+            await rnd.send(roles.evaluator, message)
     finally:
         if prefetch is not None:
             prefetch.close()
-    if not to_g.size:
+    if not rows.to_g.size:
         return [None] * len(circuit.output_widths)
     got = await sub.round("outputs").recv(roles.evaluator)
+    if isinstance(got, dict) and set(got) == {"error"} and isinstance(got["error"], str):
+        raise error_from_code(got["error"], "garbled circuit: the evaluator aborted")
     bits = decode_labels(got, output_zero, delta)
     return _split_outputs(circuit, roles.receivers, roles.me, bits, signed)
 
@@ -366,44 +486,45 @@ async def _garble_side(
 async def _evaluate_side(
     session: Session, sub: Session, circuit: Circuit, roles: Roles, my_bits: np.ndarray, batch: int, signed: bool
 ) -> list[np.ndarray | None]:
-    g_rows = _bit_rows(circuit, roles.owners, roles.garbler)
-    e_rows = _bit_rows(circuit, roles.owners, roles.evaluator)
-    to_e = _output_rows(circuit, roles.receivers, roles.evaluator)
-    to_g = _output_rows(circuit, roles.receivers, roles.garbler)
+    rows = _Rows.of(circuit, roles)
     chunks = chunk_instances(circuit, batch)
     first_call = _reserve_calls(session, (roles.garbler, roles.evaluator), len(chunks))
     prefetch = None
-    if e_rows.size:
+    if rows.e_in.size:
         ot = await ot_pair(session, sender=roles.garbler, receiver=roles.evaluator)
         prefetch = _Prefetch(
             lambda k: ot.recv_correlated(np.ascontiguousarray(my_bits[:, chunks[k][0] : chunks[k][1]]).reshape(-1)),
             len(chunks),
         )
-    out = np.empty((circuit.n_outputs, batch, 2), dtype=np.uint64)
-    decoding = np.empty((to_e.size, batch), dtype=np.uint8)
+    out = np.empty((rows.to_g.size, batch, 2), dtype=np.uint64)
+    decoded = np.empty((rows.to_e.size, batch), dtype=np.uint8)
+    failure: AbortError | None = None
     try:
         for i, (b0, b1) in enumerate(chunks):
-            bc = b1 - b0
-            labels = np.empty((circuit.n_inputs, bc, 2), dtype=np.uint64)
-            if prefetch is not None:
-                t = await prefetch.take()
-                labels[e_rows] = np.asarray(t, dtype=np.uint8).view(np.uint64).reshape(e_rows.size, bc, 2)
-            message = await sub.round("garbled").recv(roles.garbler)
-            if not isinstance(message, dict) or set(message) != {"labels", "tables", "decode"}:
-                raise ProtocolViolation("malformed garbled-circuit message")
-            labels[g_rows] = _check_array(message["labels"], (g_rows.size, bc, 2), np.uint64, "garbler's input labels")
-            tables = check_tables(message["tables"], circuit, bc)
-            packed = _check_array(message["decode"], (to_e.size, (bc + 7) // 8), np.uint8, "decoding bits")
-            out[:, b0:b1] = await asyncio.to_thread(evaluate_garbled, circuit, labels, tables, call=first_call + i)
-            decoding[:, b0:b1] = np.unpackbits(packed, axis=1, count=bc, bitorder="little")
+            rnd = sub.round("garbled")
+            t = await prefetch.take() if prefetch is not None else None
+            message = await rnd.recv(roles.garbler)
+            if isinstance(message, dict) and set(message) == {"error"} and isinstance(message["error"], str):
+                raise error_from_code(message["error"], "garbled circuit: the garbler aborted")
+            if failure is not None:
+                continue  # after a failed check: keep the rounds in step, evaluate nothing more
+            try:
+                out[:, b0:b1], decoded[:, b0:b1] = await asyncio.to_thread(
+                    _evaluate_chunk, circuit, t, message, b1 - b0, first_call + i, rows
+                )
+            except AbortError as exc:
+                failure = exc
     finally:
         if prefetch is not None:
             prefetch.close()
-    if to_g.size:
-        await sub.round("outputs").send(roles.garbler, np.ascontiguousarray(out[to_g]))
-    if not to_e.size:
+    if rows.to_g.size:
+        # After a failed check G is told (a code only) instead of receiving labels.
+        await sub.round("outputs").send(roles.garbler, {"error": failure.code} if failure is not None else out)
+    if failure is not None:
+        raise failure
+    if not rows.to_e.size:
         return [None] * len(circuit.output_widths)
-    return _split_outputs(circuit, roles.receivers, roles.me, decode(out[to_e], decoding), signed)
+    return _split_outputs(circuit, roles.receivers, roles.me, decoded, signed)
 
 
 # -- the standard two-party jobs ---------------------------------------------------------------

@@ -17,11 +17,14 @@ CRYPTO 2015 for the check). ``kappa = 128``; ``Delta`` is the sender's 128-bit g
    ``u_j = T_j ^ G(k_{1,j}) ^ c`` (a (128, m/8) uint8 matrix, 16 bytes per OT). The sender
    computes ``Q_j = G(k_{Delta_j, j}) ^ Delta_j u_j = T_j ^ Delta_j c``. Transposed
    (:func:`~protocols.ot.crhash.transpose_bits`) into rows: ``q_i = t_i ^ c_i Delta``.
-2. *KOS check* (active mode, same message): ``alpha = SHA-256(context, u)`` (Fiat-Shamir:
-   the session, the round's tag, ``n`` and all of ``u``), the receiver adds
-   ``x = sum_i alpha^i c_i`` and ``t~ = sum_i alpha^i t_i`` in GF(2^128)
-   (:func:`~protocols.ot.gf128.poly_hash`) and the sender checks
-   ``sum_i alpha^i q_i == t~ + x Delta``, else raises :class:`~mpc.errors.AbortError`.
+2. *KOS check* (active mode, same message): the challenge ``alpha = SHA-256(context, u)``
+   (Fiat-Shamir: the session, the round's tag, ``n`` and all of ``u``; 16 bytes) keys a
+   GF(2)-linear polynomial hash ``P(v) = sum_{i<m} h^(m+1-i) v_i`` with ``h = AES_alpha(0)``,
+   computed by AES-GCM's GHASH (:func:`~protocols.ot.gf128.ghash`: rows as associated data,
+   carry-less multiplication in hardware, ~1 ns per row). The receiver adds ``x = P(c)`` and
+   ``t~ = P(t)`` and the sender checks ``P(q) == t~ + x * Delta'`` (``Delta'`` is ``Delta``
+   read as GCM reads a block, :func:`~protocols.ot.gf128.reflect`), else raises
+   :class:`~mpc.errors.AbortError`.
 3. *derive* per flavour (each OT ``i`` of the pair has a unique index ``idx_i`` from a counter
    both sides keep; ``H`` is the tweakable CCR hash :meth:`~protocols.ot.crhash.CRHash.tccr_wide`):
 
@@ -46,13 +49,15 @@ correlation robust (fixed-key AES as an ideal permutation, GKWY S&P 2020). Activ
 - against a *malicious receiver*: the KOS check. A receiver that uses different choice vectors
   in different columns passes only by guessing the bits of ``Delta`` in those columns, each
   guess caught with probability 1/2, so it learns ``k`` bits of Delta with probability at most
-  ``2^-k`` (plus ``m/2^128`` for the polynomial hash, plus grinding: ``q`` hash queries on
-  ``u`` add ``q m / 2^128``). We use a polynomial hash (``chi_i = alpha^i``) in place of
-  KOS's independent ``chi_i``: the check needs only a GF(2)-linear, ``m/2^128``-almost
-  universal hash family (the generalisation in Roy, SoftSpokenOT, CRYPTO 2022), and it costs
-  ``m`` constant multiplications instead of ``m`` general ones. Privacy of the choices under
-  the check: the >= 128 random padding rows make ``x`` uniform unless ``alpha`` lies in a
-  proper subfield (probability < 2^-63). Random and chosen OT then realize OT (KOS Thm. 1);
+  ``2^-k`` (plus ``(m+1)/2^128`` for the polynomial hash, plus grinding: ``q`` hash queries
+  on ``u`` add ``q (m+1) / 2^128``). We use a polynomial hash (``chi_i = h^(m+1-i)``, with
+  ``h = AES_alpha(0)`` uniform as ``alpha`` is a random-oracle output and AES a PRF) in place
+  of KOS's independent ``chi_i``: the check needs only a GF(2)-linear, ``(m+1)/2^128``-almost
+  universal hash family (the generalisation in Roy, SoftSpokenOT, CRYPTO 2022), and GHASH
+  evaluates exactly such a polynomial. Privacy of the choices under the check: the >= 192
+  random padding rows are the last ones, so their coefficients ``h^2 .. h^(pad+1)`` span the
+  field over GF(2) unless ``h`` lies in a proper subfield (probability < 2^-63), which makes
+  ``x`` uniform. Random and chosen OT then realize OT (KOS Thm. 1);
   *correlated* OT realizes the KOS "leaky Delta-OT": a malicious receiver may guess a few bits
   of Delta at the price of being caught with probability 1 - 2^-(bits), which protocols built
   on the raw correlation (garbling with this Delta) inherit.
@@ -64,8 +69,9 @@ Cost of a call of ``n`` OTs (``m`` padded rows, ``m <= n + 319`` active, ``n + 1
 passive): 1 round R->S of ``16 m`` bytes (``+ 32`` active) plus, for chosen OT, 1 round S->R
 of ``2 n L`` bytes, for ring OT ``n * shape * 8`` (Z_2^64) or ``* 16`` (Z_2^128) bytes. AES:
 receiver ``2m`` CTR blocks + ``n (1 + L/16)`` ECB blocks; sender ``m`` CTR + ``2n (1 + L/16)``
-ECB; active mode adds ``m`` GF(2^128) constant multiplications per side and one SHA-256 pass
-over ``u``. Preprocessing: the base OTs of setup (2 rounds, 8 KB R->S + 32 B S->R, about 512
+ECB; active mode adds one GHASH pass over the ``m`` rows per side (and one over the choice
+bits at the receiver) and one SHA-256 pass over ``u``. The bit-matrix transposes are 64x64
+delta swaps on uint64 words (:func:`~protocols.ot.crhash.transpose_bits`). Preprocessing: the base OTs of setup (2 rounds, 8 KB R->S + 32 B S->R, about 512
 scalar multiplications in all). Batches above 4096 rows run their numpy work in a worker thread
 (:func:`asyncio.to_thread`; numpy and hashlib release the GIL on large buffers) so that the event loop
 keeps moving bytes; PRG streams and OT indices are drawn on the loop, in call order.
@@ -157,21 +163,28 @@ def sender_rows(g: np.ndarray, u: np.ndarray, delta_mask: np.ndarray) -> np.ndar
 
 
 def kos_receiver_check(t: np.ndarray, packed_choices: np.ndarray, m: int, alpha: int) -> np.ndarray:
-    """The receiver's KOS check values ``x || t~`` as (32,) uint8."""
-    x = gf128.poly_hash_bits(packed_choices, m, alpha)
-    tt = gf128.poly_hash(t, alpha)
+    """The receiver's KOS check values ``x || t~`` as (32,) uint8.
+
+    ``x = sum_i h^(m+1-i) c_i`` and ``t~ = sum_i h^(m+1-i) t_i`` (:func:`~protocols.ot.gf128.ghash`
+    keyed by the challenge ``alpha``), over the ``m`` padded rows.
+    """
+    key = alpha.to_bytes(16, "little")
+    c = unpack_bits(packed_choices, m)
+    x = gf128.ghash_bits(c, key)
+    tt = gf128.ghash(t[:m], key)
     return np.concatenate([gf128.to_bytes(x), gf128.to_bytes(tt)])
 
 
 def kos_sender_verify(q: np.ndarray, check: np.ndarray, delta: int, alpha: int) -> None:
-    """The sender's KOS check: ``sum alpha^i q_i == t~ + x Delta``.
+    """The sender's KOS check: ``ghash(q) == t~ + x * reflect(Delta)`` (``q_i = t_i ^ c_i Delta``
+    and GHASH is linear; :func:`~protocols.ot.gf128.reflect` maps ``Delta`` to GCM's reading).
 
     Raises:
         AbortError: the check fails (the receiver deviated, or a message was tampered with).
     """
     x = gf128.from_bytes(check[:16])
     tt = gf128.from_bytes(check[16:])
-    if gf128.poly_hash(q, alpha) != tt ^ gf128.mul(x, delta):
+    if gf128.ghash(q, alpha.to_bytes(16, "little")) != tt ^ gf128.mul(x, gf128.reflect(delta)):
         raise AbortError("OT extension: KOS consistency check failed")
 
 
@@ -272,9 +285,22 @@ def hash_rows(rows: np.ndarray, first: int, nbytes: int, domain: int) -> np.ndar
 
 
 def hash_pairs(q: np.ndarray, delta: np.ndarray, first: int, nbytes: int, domain: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(H(q_i, first + i), H(q_i ^ Delta, first + i))``, (n, nbytes) uint8 each."""
-    hasher = CRHash()
-    return hasher.tccr_wide(q, first, nbytes, domain=domain), hasher.tccr_wide(q ^ delta, first, nbytes, domain=domain)
+    """``(H(q_i, first + i), H(q_i ^ Delta, first + i))``, (n, nbytes) uint8 each (both halves in
+    one batched hash)."""
+    n = q.shape[0]
+    both = np.empty((2, n, BLOCK), dtype=np.uint8)
+    both[0] = q
+    # q ^ Delta one 64-bit column at a time against a scalar (a broadcast over the 16-byte or
+    # 2-word axis is numpy's slow path).
+    qw, bw, dw = np.ascontiguousarray(q).view(np.uint64), both[1].view(np.uint64), np.asarray(delta, dtype=np.uint8).view(np.uint64)
+    np.bitwise_xor(qw[:, 0], dw[0], out=bw[:, 0])
+    np.bitwise_xor(qw[:, 1], dw[1], out=bw[:, 1])
+    idx = np.empty((2, n), dtype=np.uint64)
+    idx[0] = np.arange(n, dtype=np.uint64)
+    idx[0] += np.uint64(first)
+    idx[1] = idx[0]
+    out = CRHash().tccr_indexed(both.reshape(2 * n, BLOCK), idx.reshape(-1), nbytes, domain=domain)
+    return out[:n], out[n:]
 
 
 _INLINE_ROWS = 1 << 12

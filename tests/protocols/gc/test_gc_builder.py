@@ -126,6 +126,12 @@ def test_values_bits_roundtrip(prg: PRG) -> None:
     np.testing.assert_array_equal(from_bits(to_bits(s, 8), signed=True), s)
     wide = prg.bits((6, 130)).astype(bool)
     np.testing.assert_array_equal(from_bits(to_bits(wide, 130)), wide)
+    for n, w in ((1, 1), (7, 13), (64, 64), (65, 33), (1000, 63)):  # padding to 64-row blocks
+        vals = prg.uint64(n) >> np.uint64(64 - w)
+        bits = to_bits(vals, w)
+        assert bits.shape == (w, n) and bits.dtype == np.uint8 and bits.flags.c_contiguous
+        np.testing.assert_array_equal(bits, (vals[None, :] >> np.arange(w, dtype=np.uint64)[:, None]) & np.uint64(1))
+    assert to_bits(5, 4).tolist() == [[1], [0], [1], [0]]
     for bad, w in ((256, 8), (-129, 8), (1.5, 8), (np.zeros((2, 2), np.int64), 8), (1, 65)):
         with pytest.raises(ConfigError):
             to_bits(bad, w)

@@ -15,10 +15,12 @@ from protocols.gc.garble import (
     GC_DOMAIN,
     _Engine,
     check_tables,
+    commit_outputs,
     decode,
     decode_labels,
     evaluate,
     garble,
+    open_outputs,
     permute_bits,
     random_delta,
 )
@@ -60,6 +62,7 @@ def test_builder_circuits_garbled_equal_plaintext(prg: PRG, circuit: Circuit, ba
     expected = circuit.evaluate_bits(bits)
     np.testing.assert_array_equal(decode(out, g.decode), expected)
     np.testing.assert_array_equal(decode_labels(out, g.output_zero, delta), expected)
+    np.testing.assert_array_equal(open_outputs(out, commit_outputs(g.output_zero, delta)), expected)
     assert g.tables.nbytes == 32 * circuit.n_and * batch  # two 16-byte ciphertexts per AND, nothing else
 
 
@@ -122,6 +125,37 @@ def test_tampered_table_gives_refused_output_labels(prg: PRG) -> None:
         decode_labels(out, g.output_zero, delta)
     with pytest.raises(ProtocolViolation):
         decode_labels(out[:, :3], g.output_zero, delta)
+    commitments = commit_outputs(g.output_zero, delta)
+    with pytest.raises(AbortError):
+        open_outputs(out, commitments)  # the evaluator's own check catches it too
+
+
+def test_output_commitments(prg: PRG) -> None:
+    """Both labels of each output wire are committed (distinct, 8 bytes each); a label decodes
+    to the bit whose commitment it matches; any other label, or another circuit number, aborts."""
+    circuit = builder.comparator(16)
+    bits = random_bits(prg, circuit, 40)
+    g, out, delta = garbled_run(prg, circuit, bits, call=3)
+    commitments = commit_outputs(g.output_zero, delta, call=3)
+    assert commitments.shape == (circuit.n_outputs, 40, 2) and commitments.dtype == np.uint64
+    assert not np.any(commitments[..., 0] == commitments[..., 1])
+    np.testing.assert_array_equal(open_outputs(out, commitments, call=3), circuit.evaluate_bits(bits))
+    np.testing.assert_array_equal(open_outputs(out ^ delta, commitments, call=3), 1 - circuit.evaluate_bits(bits))
+    with pytest.raises(AbortError):
+        open_outputs(out, commitments, call=4)
+    forged = out.copy()
+    forged[1, 7, 0] ^= np.uint64(2)
+    with pytest.raises(AbortError):
+        open_outputs(forged, commitments, call=3)
+    for bad in (commitments[:, :5], commitments.astype(np.int64), commitments[..., :1], commitments.tobytes()):
+        with pytest.raises(ProtocolViolation):
+            open_outputs(out, bad, call=3)
+    same = commitments.copy()
+    same[0, 0, 1] = same[0, 0, 0]
+    with pytest.raises(ProtocolViolation):
+        open_outputs(out, same, call=3)
+    with pytest.raises(ConfigError):
+        commit_outputs(g.output_zero[0], delta)
 
 
 def test_tweak_domain_must_match(prg: PRG) -> None:

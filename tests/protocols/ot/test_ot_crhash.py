@@ -44,7 +44,13 @@ def reference_transpose(m: np.ndarray) -> np.ndarray:
     return np.packbits(np.ascontiguousarray(bits.T), axis=1, bitorder="little")
 
 
-@pytest.mark.parametrize("shape", [(128, 16), (128, 5), (8, 1), (16, 7), (512, 24), (128, 4099), (8, 3000)])
+@pytest.mark.parametrize(
+    "shape",
+    # fast path (w % 64 == 0, whole words): one tile, several tiles with a remainder, w = 64, 192
+    [(128, 16), (128, 8 * 1030), (64, 8), (192, 24), (512, 24)]
+    # general path
+    + [(128, 5), (8, 1), (16, 7), (128, 4099), (8, 3000), (72, 16)],
+)
 def test_transpose_matches_unpackbits_reference(prg: PRG, shape: tuple[int, int]) -> None:
     m = prg.buffer(shape[0] * shape[1]).reshape(shape)
     out = transpose_bits(m)

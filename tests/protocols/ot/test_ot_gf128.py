@@ -74,3 +74,45 @@ def test_bytes_roundtrip(prg: PRG) -> None:
     assert gf128.from_bytes(gf128.to_bytes(a)) == a
     with pytest.raises(ConfigError):
         gf128.from_bytes(b"\x00" * 15)
+
+
+def horner_ghash(rows: np.ndarray, h: int) -> int:
+    """``sum_{i<n} h^(n+1-i) reflect(rows_i)`` by Horner's rule, naive Python."""
+    acc = 0
+    for row in rows:
+        acc = gf128.mul(acc ^ gf128.reflect(gf128.from_bytes(row)), h)
+    return gf128.mul(acc, h)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 300])
+def test_ghash_matches_horner(prg: PRG, n: int) -> None:
+    key = prg.bytes(16)
+    rows = prg.buffer(16 * n).reshape(n, 16)
+    h = gf128.ghash_key(key)
+    assert gf128.ghash(rows, key) == horner_ghash(rows, h)
+    assert gf128.ghash(rows.view(np.uint64), key) == horner_ghash(rows, h)
+    bits = prg.bits(n)
+    one = np.zeros((n, 16), dtype=np.uint8)
+    one[:, 0] = bits << 7  # the field's one as GCM reads it
+    assert gf128.ghash_bits(bits, key) == horner_ghash(one, h)
+
+
+def test_ghash_is_linear_and_reflect_is_an_isomorphism(prg: PRG) -> None:
+    key = prg.bytes(16)
+    a, b = prg.buffer(16 * 50).reshape(50, 16), prg.buffer(16 * 50).reshape(50, 16)
+    assert gf128.ghash(a ^ b, key) == gf128.ghash(a, key) ^ gf128.ghash(b, key)
+    assert gf128.ghash(np.zeros((0, 16), dtype=np.uint8), key) == 0
+    x = elem(prg)
+    assert gf128.reflect(gf128.reflect(x)) == x
+    assert gf128.reflect(1) == 0x80
+    # the KOS relation: rows q = t ^ c * Delta hash to P(t) + P(c) * reflect(Delta)
+    delta = prg.buffer(16)
+    c = prg.bits(50)
+    q = a ^ (c[:, None] * delta)
+    dint = gf128.reflect(gf128.from_bytes(delta))
+    assert gf128.ghash(q, key) == gf128.ghash(a, key) ^ gf128.mul(gf128.ghash_bits(c, key), dint)
+    for bad in (np.zeros((3, 8), dtype=np.uint8), np.zeros((3, 16), dtype=np.int8), np.zeros(16, dtype=np.uint8)):
+        with pytest.raises(ConfigError):
+            gf128.ghash(bad, key)
+    with pytest.raises(ConfigError):
+        gf128.ghash(a, b"short")
