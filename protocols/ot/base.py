@@ -50,7 +50,7 @@ import hashlib
 from typing import Any
 
 import numpy as np
-import rbcl
+from protocols.sodium import rbcl
 
 from mpc.errors import ConfigError, ProtocolViolation
 from mpc.session import Session
@@ -108,7 +108,9 @@ def check_point(value: bytes) -> bytes:
     if not isinstance(value, (bytes, bytearray)) or len(value) != POINT_BYTES:
         raise ProtocolViolation("base OT: a group element must be 32 bytes")
     value = bytes(value)
-    if value == _IDENTITY or not rbcl.crypto_core_ristretto255_is_valid_point(value):
+    # RFC 9496 requires the top bit of a canonical encoding to be 0; the libsodium bundled with
+    # rbcl does not check it, so two encodings would decode to one element.
+    if value[31] & 0x80 or value == _IDENTITY or not rbcl.crypto_core_ristretto255_is_valid_point(value):
         raise ProtocolViolation("base OT: invalid or identity group element")
     return value
 

@@ -169,3 +169,15 @@ async def test_bad_parameters_are_config_errors(prg: PRG) -> None:
     async with MemoryNetwork(names, recv_timeout=0.3) as net:
         out = await net.run(program, {"s": 0, "r": np.array([0, 2])}, seeds=seeds_for(prg, names), return_exceptions=True)
     assert isinstance(out["s"], ConfigError) and isinstance(out["r"], ConfigError)
+
+
+def test_check_point_rejects_the_high_bit() -> None:
+    from mpc.errors import ProtocolViolation
+    from protocols.ot.base import check_point
+    from protocols.sodium import rbcl
+
+    good = rbcl.crypto_core_ristretto255_from_hash(bytes(range(64)))
+    assert check_point(good) == good
+    bad = good[:31] + bytes([good[31] | 0x80])
+    with pytest.raises(ProtocolViolation):
+        check_point(bad)
