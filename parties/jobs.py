@@ -18,6 +18,7 @@ outputs this party receives.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -28,7 +29,8 @@ from mpc.errors import ConfigError
 from mpc.ring import decode_int, encode_int
 from mpc.session import Session
 from parties.manifest import Manifest
-from protocols import gc, spdz
+from protocols import gc, ml, spdz
+from protocols.spdz.dealer import InsecureDealer
 from protocols.psi import Normalization, PsiConfig, psi_cardinality, psi_intersection, psi_join
 from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing
 from protocols.spdz.stats import joint_statistics, statistics_requirements
@@ -62,6 +64,7 @@ class JobContext:
     progress: Callable[[float, str], None] = lambda fraction, label: None
     preprocessing_dir: Path | None = None
     storage_key: bytes | None = None
+    results_dir: Path | None = None
 
     async def spdz_preprocessing(self, need: Requirements) -> SpdzPreprocessing:
         """This job's SPDZ2k preprocessing with ``need`` produced and reserved (every party calls it).
@@ -80,6 +83,21 @@ class JobContext:
         return await preprocessing_for_job(
             self.session, need, insecure_dealer=insecure, store_path=store, storage_key=self.storage_key
         )
+
+    def load_model(self, job_id: str) -> ml.Model:
+        """A model released to this node by an earlier ``train-logreg`` job.
+
+        Raises:
+            ConfigError: no such result here, or it holds no model.
+        """
+        if self.results_dir is None or not all(c in "0123456789abcdef" for c in job_id):
+            raise ConfigError("no results directory")
+        path = self.results_dir / f"{job_id}.json"
+        try:
+            doc = json.loads(path.read_text())
+            return model_from_dict(doc["outputs"]["model"])
+        except (OSError, ValueError, KeyError):
+            raise ConfigError(f"no model of job {job_id} was released to this node") from None
 
     def keep_unused(self, provider: SpdzPreprocessing) -> None:
         """Persist what the job did not use (encrypted, single use); every party calls it."""
@@ -110,7 +128,7 @@ class JobKind:
     run: RunFn
     roles: tuple[str, ...] = ()
     spdz: bool = False  # runs on the SPDZ2k engine (params.preprocessing may name the provider)
-    inputs: str = "all"  # "all": every party; "clients": all but the role holders; "none"
+    inputs: str = "all"  # "all" | "clients" (all but role holders) | "data_owner" (that role) | "none"
     statistics: bool = False
     dp: bool = False
     check_params: Callable[[Manifest], None] = lambda manifest: None
@@ -264,6 +282,148 @@ async def _run_compare(ctx: JobContext) -> dict[str, Any]:
     if top is not None:
         out["maximum"] = float(top[0]) / (1 << scale_bits)
     return {"result": out}
+
+
+# ----------------------------------------------------------------------------- train-logreg / predict
+
+_TRAIN_PARAMS = {"partition", "label", "epochs", "batch_size", "learning_rate", "seed", "sigmoid", "standardize", "preprocessing"}
+
+
+def train_params(manifest: Manifest) -> ml.TrainParams:
+    """The training hyper-parameters a manifest describes.
+
+    Raises:
+        ConfigError: unknown or invalid parameters.
+    """
+    p = manifest.params
+    unknown = set(p) - _TRAIN_PARAMS
+    if unknown:
+        raise ConfigError(f"train-logreg: unknown parameter(s) {', '.join(sorted(unknown))}")
+    keys = ("epochs", "batch_size", "learning_rate", "seed", "sigmoid", "standardize")
+    return ml.TrainParams(**{k: p[k] for k in keys if k in p})
+
+
+def _label_holders(manifest: Manifest) -> list[str]:
+    label = manifest.params.get("label")
+    return [party for party, spec in manifest.inputs.items() if spec.columns and spec.columns[-1] == label]
+
+
+def _check_train(manifest: Manifest) -> None:
+    train_params(manifest)
+    partition = manifest.params.get("partition", "horizontal")
+    if partition not in ("horizontal", "vertical"):
+        raise ConfigError("train-logreg: partition must be 'horizontal' or 'vertical'")
+    if not isinstance(manifest.params.get("label"), str):
+        raise ConfigError("train-logreg: params.label names the label column")
+    holders = _label_holders(manifest)
+    if partition == "horizontal" and len(holders) != len(manifest.parties):
+        raise ConfigError("train-logreg: in horizontal mode every party names its features, then the label column")
+    if partition == "vertical" and len(holders) != 1:
+        raise ConfigError("train-logreg: in vertical mode exactly one party names the label column (last)")
+
+
+def _provider_class(manifest: Manifest) -> type:
+    return InsecureDealer if manifest.params.get("preprocessing") == "insecure-dealer" else DealerFreePreprocessing
+
+
+async def _run_train(ctx: JobContext) -> dict[str, Any]:
+    manifest, session = ctx.manifest, ctx.session
+    params, partition = train_params(manifest), manifest.params.get("partition", "horizontal")
+    holders = _label_holders(manifest)
+    label_owner = None if partition == "horizontal" else manifest.parties.index(holders[0])
+    m = ctx.columns_matrix()
+    if ctx.party in holders:
+        features, labels = m[:, :-1], m[:, -1]
+        if not np.all((labels == 0) | (labels == 1)):
+            raise ConfigError("train-logreg: the label column must hold 0/1")
+    else:
+        features, labels = m, None
+    receivers = ctx.receiver_ids("model")
+    rows, cols = await ml.exchange_shapes(session, features)
+    need = ml.train_requirements(
+        params, partition=partition, rows=rows, columns=cols, label_owner=label_owner,
+        receivers=receivers, prep=_provider_class(manifest),
+    )
+    ctx.progress(0.02, "preprocessing")
+    provider = await ctx.spdz_preprocessing(need)
+    spdz.setup(session, provider)
+
+    def progress(fraction: float, label: str) -> None:
+        ctx.progress(0.1 + 0.9 * fraction, label)
+
+    result = await ml.train_logreg(
+        session, features, labels, partition=partition, params=params,
+        receivers=receivers, label_owner=label_owner, progress=progress,
+    )
+    ctx.keep_unused(provider)
+    if result.model is None:
+        return {}
+    return {"model": model_to_dict(result.model) | {"epochs": len(result.epochs)}}
+
+
+def model_to_dict(model: ml.Model) -> dict[str, Any]:
+    """A JSON-friendly model (as written to result files)."""
+    return {
+        "weights": [np.asarray(w).tolist() for w in model.weights],
+        "biases": [np.asarray(b).tolist() for b in model.biases],
+        "mean": None if model.mean is None else np.asarray(model.mean).tolist(),
+        "scale": None if model.scale is None else np.asarray(model.scale).tolist(),
+    }
+
+
+def model_from_dict(doc: Any) -> ml.Model:
+    """The inverse of :func:`model_to_dict`.
+
+    Raises:
+        ConfigError: a malformed model.
+    """
+    if not isinstance(doc, dict) or not {"weights", "biases", "mean", "scale"} <= set(doc):
+        raise ConfigError("not a model")
+    return ml.Model(
+        tuple(np.asarray(w) for w in doc["weights"]),
+        tuple(np.asarray(b) for b in doc["biases"]),
+        None if doc["mean"] is None else np.asarray(doc["mean"]),
+        None if doc["scale"] is None else np.asarray(doc["scale"]),
+    )
+
+
+def _check_predict(manifest: Manifest) -> None:
+    unknown = set(manifest.params) - {"model_job", "preprocessing"}
+    if unknown:
+        raise ConfigError(f"predict: unknown parameter(s) {', '.join(sorted(unknown))}")
+    job = manifest.params.get("model_job")
+    if not isinstance(job, str) or len(job) != 32:
+        raise ConfigError("predict: params.model_job names the train-logreg job whose model the model owner holds")
+    if list(manifest.outputs["prediction"]) != [manifest.roles.get("data_owner")]:
+        raise ConfigError("predict: the prediction goes to the data owner only")
+
+
+async def _run_predict(ctx: JobContext) -> dict[str, Any]:
+    manifest, session = ctx.manifest, ctx.session
+    data_owner, model_owner = manifest.roles["data_owner"], manifest.roles["model_owner"]
+    model = None
+    if ctx.party == model_owner:
+        model = ctx.load_model(str(manifest.params["model_job"]))
+    sizes = await session.broadcast(
+        "model-shape", None if model is None else [int(model.weights[0].shape[0]), 1], sender=manifest.parties.index(model_owner)
+    )
+    if not (isinstance(sizes, list) and len(sizes) == 2 and all(isinstance(v, int) and 0 < v < 10_000 for v in sizes)):
+        raise ConfigError("predict: malformed model shape from the model owner")
+    features = ctx.columns_matrix() if ctx.party == data_owner else None
+    rows, _ = await ml.exchange_shapes(session, features)
+    spec = ml.ModelSpec(tuple(sizes))
+    to = [manifest.parties.index(data_owner)]
+    need = ml.predict_requirements(
+        spec, rows[to[0]], n_parties=session.n_parties, data_owner=to[0],
+        model_owner=manifest.parties.index(model_owner), to=to, prep=_provider_class(manifest),
+    )
+    ctx.progress(0.05, "preprocessing")
+    provider = await ctx.spdz_preprocessing(need)
+    spdz.setup(session, provider)
+    ctx.progress(0.5, "inference")
+    out = await ml.predict(session, features, model, spec=spec, data_owner=data_owner, model_owner=model_owner, to=to)
+    ctx.keep_unused(provider)
+    return {} if out is None else {"prediction": {"probability": np.asarray(out).reshape(-1).tolist()}}
 
 
 # ----------------------------------------------------------------------------- psi
@@ -448,6 +608,16 @@ JOB_KINDS: dict[str, JobKind] = {
             "statistics", outputs=("result",), run=_run_statistics, statistics=True, spdz=True, check_params=_check_statistics
         ),
         JobKind("compare", outputs=("result",), run=_run_compare, statistics=True, check_params=_check_compare),
+        JobKind("train-logreg", outputs=("model",), run=_run_train, spdz=True, check_params=_check_train),
+        JobKind(
+            "predict",
+            outputs=("prediction",),
+            run=_run_predict,
+            roles=("data_owner", "model_owner"),
+            inputs="data_owner",
+            spdz=True,
+            check_params=_check_predict,
+        ),
         *(
             JobKind(name, outputs=("result",), run=_run_psi, check_params=_check_psi)
             for name in ("psi", "psi-cardinality", "psi-join")

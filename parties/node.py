@@ -532,6 +532,7 @@ class Node:
                 progress,
                 preprocessing_dir=self.config.state_dir / "preprocessing",
                 storage_key=self._storage_key,
+                results_dir=self.config.results_dir,
             )
             outputs = await asyncio.wait_for(kind.run(ctx), manifest.timeout)
             mine = set(manifest.outputs_for(self.name))

@@ -129,6 +129,8 @@ def _check_shape(kind: JobKind, manifest: Manifest) -> None:
         )
     if kind.inputs == "all" and set(manifest.inputs) != set(manifest.parties):
         raise PolicyRefused(f"job kind {kind.name!r} needs an input from every party", rule="params")
+    if kind.inputs == "data_owner" and set(manifest.inputs) != {manifest.roles.get("data_owner")}:
+        raise PolicyRefused(f"job kind {kind.name!r} reads only the data owner's rows", rule="params")
     if kind.inputs == "clients":
         holders = set(manifest.roles.values())
         if set(manifest.inputs) != set(manifest.parties) - holders:

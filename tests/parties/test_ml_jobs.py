@@ -1,0 +1,115 @@
+"""train-logreg and predict jobs on in-process nodes (real TLS websockets), breast-cancer data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import numpy as np
+import pytest
+
+from parties.config import load_node_config
+from parties.local import create_local_federation
+from parties.node import Node
+from protocols import ml
+
+NAMES = ("hospital-a", "hospital-b")
+COLS = [f"f{i}" for i in range(30)] + ["label"]
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    return d.data, d.target.astype(np.float64)
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
+    x, y = data()
+    parts = {"hospital-a": slice(0, 300), "hospital-b": slice(300, 455)}
+    datasets: dict[str, Any] = {}
+    for name, rows in parts.items():
+        (tmp_path / name).mkdir()
+        table = np.column_stack([x[rows], y[rows]])
+        lines = [",".join(COLS)] + [",".join(repr(float(v)) for v in row) for row in table]
+        (tmp_path / name / "rows.csv").write_text("\n".join(lines) + "\n")
+        test = x[455:]
+        lines = [",".join(COLS[:-1])] + [",".join(repr(float(v)) for v in row) for row in test]
+        (tmp_path / name / "patients.csv").write_text("\n".join(lines) + "\n")
+        datasets[name] = {
+            "rows": {"path": "rows.csv", "columns": {c: "float" for c in COLS}},
+            "patients": {"path": "patients.csv", "columns": {c: "float" for c in COLS[:-1]}},
+        }
+    parties = create_local_federation(tmp_path, NAMES, recv_timeout=20.0, datasets=datasets)
+    started = {}
+    for p in parties:
+        cfg = load_node_config(p.config_path)
+        # Tests use the insecure dealer for speed (dealer-free production of a training run
+        # takes minutes here); the dealer-free provider is tested with the engine elsewhere.
+        node = Node(dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, allow_insecure_dealer=True)))
+        await node.start()
+        started[p.name] = node
+    try:
+        yield started
+    finally:
+        for node in started.values():
+            await node.stop()
+
+
+TRAIN = {"partition": "horizontal", "label": "label", "epochs": 2, "batch_size": 64, "learning_rate": 0.5, "seed": 3, "preprocessing": "insecure-dealer"}
+
+
+async def test_train_then_predict(nodes: dict[str, Node]) -> None:
+    a, b = nodes["hospital-a"], nodes["hospital-b"]
+    m = {
+        "kind": "train-logreg",
+        "parties": list(NAMES),
+        "inputs": {n: {"dataset": "rows", "columns": COLS} for n in NAMES},
+        "outputs": {"model": ["hospital-a"]},
+        "params": TRAIN,
+    }
+    resp = await a.submit(m)
+    assert resp["ok"], resp
+    job_id = resp["job"]["job_id"]
+    assert not (b.config.results_dir / f"{job_id}.json").exists()  # only hospital-a learns the weights
+    model = resp["outputs"]["model"]
+    x, y = data()
+    mean, std = x[:455].mean(0), x[:455].std(0)
+    xs = (x - mean) / std
+    w_plain = ml.train_plain(xs[:455], y[:455], epochs=2, batch_size=64, learning_rate=0.5, seed=3)
+    w_mpc = np.concatenate([np.asarray(model["weights"][0]).reshape(-1), np.asarray(model["biases"][0])])
+    acc_plain = ml.accuracy(xs[455:], y[455:], w_plain)
+    acc_mpc = ml.accuracy((x[455:] - np.asarray(model["mean"])) / np.asarray(model["scale"]), y[455:], w_mpc)
+    assert abs(acc_mpc - acc_plain) <= 0.01 and acc_mpc >= 0.93
+
+    p = {
+        "kind": "predict",
+        "parties": list(NAMES),
+        "roles": {"model_owner": "hospital-a", "data_owner": "hospital-b"},
+        "inputs": {"hospital-b": {"dataset": "patients", "columns": COLS[:-1]}},
+        "outputs": {"prediction": ["hospital-b"]},
+        "params": {"model_job": job_id, "preprocessing": "insecure-dealer"},
+    }
+    resp = await b.submit(p)
+    assert resp["ok"], resp
+    probs = np.asarray(resp["outputs"]["prediction"]["probability"])
+    z = ((x[455:] - np.asarray(model["mean"])) / np.asarray(model["scale"])) @ np.asarray(model["weights"][0]).reshape(-1) + model["biases"][0][0]
+    assert probs.shape == (114,)
+    assert np.max(np.abs(probs - 1 / (1 + np.exp(-z)))) < 0.01
+    assert not (a.config.results_dir / f"{resp['job']['job_id']}.json").exists()
+    result = json.loads((b.config.results_dir / f"{resp['job']['job_id']}.json").read_text())
+    assert result["outputs"]["prediction"]["probability"] == probs.tolist()
+
+
+async def test_train_refusals(nodes: dict[str, Node]) -> None:
+    a = nodes["hospital-a"]
+    base = {"kind": "train-logreg", "parties": list(NAMES), "inputs": {n: {"dataset": "rows", "columns": COLS} for n in NAMES}, "outputs": {"model": ["hospital-a"]}}
+    resp = await a.submit({**base, "params": {**TRAIN, "partition": "diagonal"}})
+    assert not resp["ok"] and resp["rule"] == "params"
+    resp = await a.submit({**base, "params": {**TRAIN, "partition": "vertical"}})
+    assert not resp["ok"] and resp["rule"] == "params"  # two parties name the label column
+    resp = await a.submit({**base, "params": {k: v for k, v in TRAIN.items() if k != "preprocessing"} | {"epochs": 0}})
+    assert not resp["ok"] and resp["rule"] == "params"
