@@ -134,6 +134,13 @@ class JobKind:
     check_params: Callable[[Manifest], None] = lambda manifest: None
 
 
+def reject_unknown_params(manifest: Manifest, allowed: set[str]) -> None:
+    """Raise ConfigError naming any parameter the job kind does not know."""
+    unknown = set(manifest.params) - allowed
+    if unknown:
+        raise ConfigError(f"{manifest.kind}: unknown parameter(s) {', '.join(sorted(unknown))}")
+
+
 # ----------------------------------------------------------------------------- secure-sum
 
 
@@ -163,9 +170,7 @@ def decode_column_sums(total: np.ndarray, columns: list[str], scale_bits: int) -
 
 
 def _check_sum(manifest: Manifest) -> None:
-    unknown = set(manifest.params) - {"scale_bits"}
-    if unknown:
-        raise ConfigError(f"secure-sum: unknown parameter(s) {', '.join(sorted(unknown))}")
+    reject_unknown_params(manifest, {"scale_bits"})
     scale_bits = manifest.params.get("scale_bits", 16)
     if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or not 0 <= scale_bits <= MAX_SCALE_BITS:
         raise ConfigError(f"secure-sum: scale_bits must be an integer in [0, {MAX_SCALE_BITS}]")
@@ -191,9 +196,7 @@ async def _run_sum(ctx: JobContext) -> dict[str, Any]:
 
 
 def _check_statistics(manifest: Manifest) -> None:
-    unknown = set(manifest.params) - {"offset", "preprocessing"}
-    if unknown:
-        raise ConfigError(f"statistics: unknown parameter(s) {', '.join(sorted(unknown))}")
+    reject_unknown_params(manifest, {"offset", "preprocessing"})
     offset = manifest.params.get("offset", 0.0)
     if isinstance(offset, bool) or not isinstance(offset, (int, float)):
         raise ConfigError("statistics: offset must be a number")
@@ -222,9 +225,7 @@ COMPARE_STATISTICS = ("count", "sum", "max")
 def _check_compare(manifest: Manifest) -> None:
     if len(manifest.parties) != 2:
         raise ConfigError("compare: exactly two parties")
-    unknown = set(manifest.params) - {"statistic", "scale_bits", "reveal_maximum"}
-    if unknown:
-        raise ConfigError(f"compare: unknown parameter(s) {', '.join(sorted(unknown))}")
+    reject_unknown_params(manifest, {"statistic", "scale_bits", "reveal_maximum"})
     if manifest.params.get("statistic", "count") not in COMPARE_STATISTICS:
         raise ConfigError(f"compare: statistic must be one of {', '.join(COMPARE_STATISTICS)}")
     scale_bits = manifest.params.get("scale_bits", 0)
@@ -296,9 +297,7 @@ def train_params(manifest: Manifest) -> ml.TrainParams:
         ConfigError: unknown or invalid parameters.
     """
     p = manifest.params
-    unknown = set(p) - _TRAIN_PARAMS
-    if unknown:
-        raise ConfigError(f"train-logreg: unknown parameter(s) {', '.join(sorted(unknown))}")
+    reject_unknown_params(manifest, _TRAIN_PARAMS)
     keys = ("epochs", "batch_size", "learning_rate", "seed", "sigmoid", "standardize")
     return ml.TrainParams(**{k: p[k] for k in keys if k in p})
 
@@ -388,9 +387,7 @@ def model_from_dict(doc: Any) -> ml.Model:
 
 
 def _check_predict(manifest: Manifest) -> None:
-    unknown = set(manifest.params) - {"model_job", "preprocessing"}
-    if unknown:
-        raise ConfigError(f"predict: unknown parameter(s) {', '.join(sorted(unknown))}")
+    reject_unknown_params(manifest, {"model_job", "preprocessing"})
     job = manifest.params.get("model_job")
     if not isinstance(job, str) or len(job) != 32:
         raise ConfigError("predict: params.model_job names the train-logreg job whose model the model owner holds")
@@ -438,9 +435,7 @@ def psi_config(manifest: Manifest, salt: bytes) -> PsiConfig:
         ConfigError: unknown or invalid parameters.
     """
     p = manifest.params
-    unknown = set(p) - _PSI_PARAMS
-    if unknown:
-        raise ConfigError(f"{manifest.kind}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    reject_unknown_params(manifest, _PSI_PARAMS)
     try:
         normalization = Normalization(
             unicode_form=p.get("unicode_form", "NFC"),
@@ -503,9 +498,7 @@ def fedavg_config(manifest: Manifest) -> FedAvgConfig:
         ConfigError: unknown or invalid parameters.
     """
     p = manifest.params
-    unknown = set(p) - _FEDAVG_PARAMS
-    if unknown:
-        raise ConfigError(f"secagg-fedavg: unknown parameter(s) {', '.join(sorted(unknown))}")
+    reject_unknown_params(manifest, _FEDAVG_PARAMS)
     server = manifest.roles.get("server")
     if server is None:
         raise ConfigError("secagg-fedavg: needs a 'server' role")

@@ -220,17 +220,7 @@ class Node:
             return None, {"ok": False, "error": exc.code, "rule": "manifest", "message": str(exc)}
         digest = manifest.digest()
         try:
-            self._check_not_running(digest)
-            await asyncio.to_thread(
-                check_manifest,
-                manifest,
-                self.config,
-                self.federation,
-                proposer=self.name,
-                sender=None,
-                count_rows=self._count_rows,
-                check_budget=self._check_budget,
-            )
+            await self._check(manifest, digest, proposer=self.name, sender=None)
         except PolicyRefused as exc:
             self.audit.record("refused", actor=self.name, manifest_hash=digest, rule=exc.rule, reason=str(exc), proposer=self.name)
             log.warning("refused own submission (rule %s): %s", exc.rule, exc)
@@ -381,6 +371,20 @@ class Node:
         else:
             log.warning("refused control message %r from %s: unknown kind", tag, peer)
 
+    async def _check(self, manifest: Manifest, digest: str, *, proposer: str, sender: str | None) -> None:
+        """The node's policy check of a job (in a thread: counting rows reads a dataset)."""
+        self._check_not_running(digest)
+        await asyncio.to_thread(
+            check_manifest,
+            manifest,
+            self.config,
+            self.federation,
+            proposer=proposer,
+            sender=sender,
+            count_rows=self._count_rows,
+            check_budget=self._check_budget,
+        )
+
     def _check_not_running(self, digest: str) -> None:
         if any(r.digest == digest and r.state in ACTIVE_STATES for r in self.jobs.values()):
             raise PolicyRefused("this manifest is already being run", rule="duplicate-job")
@@ -403,18 +407,7 @@ class Node:
             digest = manifest.digest()
             if payload.get("hash") != digest:
                 raise PolicyRefused("the manifest does not match its hash (changed in flight)", rule="hash-mismatch")
-            self._check_not_running(digest)
-            # In a thread: counting a dataset's rows reads it, which must not stall the mesh.
-            await asyncio.to_thread(
-                check_manifest,
-                manifest,
-                self.config,
-                self.federation,
-                proposer=peer,
-                sender=peer,
-                count_rows=self._count_rows,
-                check_budget=self._check_budget,
-            )
+            await self._check(manifest, digest, proposer=peer, sender=peer)
             if job_id in self.jobs:  # again, after the await
                 raise PolicyRefused("a job with this id already exists", rule="duplicate-job")
             self._check_not_running(digest)
