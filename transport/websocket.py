@@ -451,7 +451,7 @@ class WebsocketMesh:
                 break
             if p.state != "connected":
                 p.state = "down"
-            # Jitter spreads re-dials; it need not be secret, but must not use numpy.random.
+            # Jitter spreads re-dials; it need not be secret, but the project uses no other RNG.
             await asyncio.sleep(delay * (0.5 + secrets.randbelow(1024) / 2048))
             delay = min(delay * 2, self._backoff_max)
 
