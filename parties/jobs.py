@@ -65,6 +65,7 @@ class JobContext:
     preprocessing_dir: Path | None = None
     storage_key: bytes | None = None
     results_dir: Path | None = None
+    _store: Path | None = field(default=None, init=False, repr=False)
 
     async def spdz_preprocessing(self, need: Requirements) -> SpdzPreprocessing:
         """This job's SPDZ2k preprocessing with ``need`` produced and reserved (every party calls it).
@@ -101,9 +102,10 @@ class JobContext:
 
     def keep_unused(self, provider: SpdzPreprocessing) -> None:
         """Persist what the job did not use (encrypted, single use); every party calls it."""
-        store = getattr(self, "_store", None)
-        if store is not None and isinstance(provider, DealerFreePreprocessing) and self.storage_key is not None:
-            save(provider, store, self.storage_key)
+        # Two concurrent jobs of one party set share the store: each party keeps the last save,
+        # and a later load that finds the parties' stores differ loads nothing (never reuses).
+        if self._store is not None and isinstance(provider, DealerFreePreprocessing) and self.storage_key is not None:
+            save(provider, self._store, self.storage_key)
 
     def receiver_ids(self, output: str) -> list[int]:
         """Party ids of the receivers of ``output``."""
