@@ -61,11 +61,13 @@ def measure_ours(n_clients: int, dim: int, dropped: int) -> dict[str, float]:
     msgs: dict[int, Any] = {}
     for c in plan.clients:
         states[c], msgs[c] = client_setup(plan, c, CONTEXT, graph, prg)
-        sent[c] += _wire_bytes(msgs[c])
+        sent[c] += (1 + len(graph[c])) * _wire_bytes(msgs[c])  # to the aggregator and each neighbour
+    adverts = dict(msgs)
     keys, out = server_collect_keys(plan, CONTEXT, graph, msgs)
     msgs = {}
     for c, roster in out.items():
-        states[c], msgs[c] = client_share_keys(states[c], roster, prg)
+        direct = {v: adverts[v] for v in graph[c] if v in adverts}
+        states[c], msgs[c] = client_share_keys(states[c], roster, direct, prg)
         sent[c] += _wire_bytes(msgs[c])
     shares, out = server_relay_shares(keys, msgs)
     gone = set(plan.clients[:dropped])

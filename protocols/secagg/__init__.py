@@ -9,8 +9,11 @@ Protocol (stages of :mod:`protocols.secagg.client` / :mod:`protocols.secagg.serv
 :mod:`protocols.secagg.protocol`; the graph is complete, or the SecAgg+ Harary graph of degree
 ``k`` on a public random order):
 
-0. *advertise*: each client sends two X25519 public keys (share encryption, pairwise masks).
-   The aggregator fixes ``U1`` and sends each client its live neighbours' keys.
+0. *advertise*: each client sends two X25519 public keys (share encryption, pairwise masks)
+   directly to each of its graph neighbours over their mutually authenticated channel, then to
+   the aggregator (same round, one message per peer). The aggregator fixes ``U1`` and sends each
+   client its live neighbours' keys; the client uses only the keys its neighbours sent it
+   directly and aborts unless the relayed ones are identical (see the threat model).
 1. *share keys*: each client draws a self-mask seed ``b``, Shamir-shares ``b`` and its mask
    private key ``t``-out-of-``k`` over GF(2^31 - 1) among those neighbours, encrypts each
    holder's shares with AES-256-GCM under an HKDF key from X25519 (associated data: run,
@@ -28,7 +31,8 @@ Protocol (stages of :mod:`protocols.secagg.client` / :mod:`protocols.secagg.serv
    that dropped after stage 1, and obtains ``sum_{u in U3} x_u``.
 4. *result* (optional, ``release=True``): the aggregator sends the sum to ``U3``.
 
-Threat model: semi-honest (honest-but-curious) aggregator and clients. With the complete graph,
+Threat model: privacy against a semi-honest (honest-but-curious) aggregator and clients, and key
+substitution by an active aggregator detected (below). With the complete graph,
 the aggregator together with up to ``t - 1`` clients learns nothing about the honest survivors'
 inputs beyond their sum (Bonawitz et al., Theorem 6.3): pairwise masks hide each ``y_u``, and a
 client's two secrets are never both revealed. With the SecAgg+ graph the same holds with high
@@ -38,24 +42,41 @@ they see only ciphertexts and shares addressed to them. What leaks: the sum of t
 who survived each stage (to the aggregator; each client learns which of its partners survived);
 the graph (public); sizes. The sum always covers at least ``min_survivors >= max(t, 2)`` clients.
 
-An active aggregator is not defended against: it could substitute the public keys it relays
-(they are not signed; Bonawitz's malicious variant signs them with a PKI) and so read every
-share and recover single inputs; it could also shrink the survivor set to ``min_survivors`` on
-purpose, or return a wrong sum (no integrity). A majority threshold (``t > k / 2``, enforced)
-still stops it from obtaining both secrets of an honest client from honest holders alone by
-telling them different survivor lists; the consistency-check round of Bonawitz et al. is not
-implemented. An active client can add any value in the ring (no input validation) or send bad
-shares, which are detected at reconstruction (``AbortError``): a denial of service, not a leak.
+Active aggregator. Keys are not relayed on trust: every client uses only the public keys its
+neighbours sent it over their mutually authenticated channels, and checks that the roster the
+aggregator relays for the live set carries exactly those keys. Before sharing anything it raises
+:class:`~mpc.errors.AbortError` (naming the parties concerned) if a relayed key differs from the
+direct one, or if the aggregator lists as live a neighbour whose direct keys did not arrive
+within ``stage_timeout`` (it may list a client that never advertised, or made-up keys): such a
+listing ends the run, it is never treated as a dropout, so no key of the aggregator's choosing is
+ever used. The client then sends the aggregator only a stop notice with the error's code, and an
+honest aggregator aborts the whole run on it. So an active aggregator cannot substitute or
+inject public keys (nor add clients: the parties and the graph are fixed by the session): each
+share is readable only by its intended holder and each pairwise mask is agreed with the real
+neighbour. It still can: drop honest clients at any stage and so choose the live sets ``U1..U4``
+and which clients the sum covers (only their number is bounded, by ``min_survivors``; colluding
+with clients it may thus isolate a single honest input in the sum); tell different holders
+different survivor lists in stage 3 (the consistency-check round of Bonawitz et al. is not
+implemented; a majority threshold, ``t > k / 2``, enforced, still stops it from obtaining both
+secrets of an honest client from honest holders alone, but shares of colluding holders can
+make up the difference, which Bonawitz's signed consistency check would prevent); return a wrong
+sum (no integrity); abort or stall the run. A client that equivocates (other keys to the
+aggregator than to a neighbour) makes that neighbour abort: a denial of service. An active client
+can also add any value in the ring (no input validation) or send bad shares, which are detected
+at reconstruction (``AbortError``): a denial of service, not a leak.
 
-Rounds: 4 client -> aggregator messages per client, 3 answers (4 with ``release``).
+Rounds: 4 client -> aggregator messages per client, 3 answers (4 with ``release``); the direct
+key messages travel in the first round (one client -> client message per graph neighbour).
 
-Bytes per client (payload, ``h`` live neighbours, ``a`` of them survivors, ``m`` the container
-size of an element, 4 bytes for ``bits <= 32``; ids travel as int64): sends
-``96 + 104 h + m dim + 32 a + 52 (h - a)`` (so ``m dim`` plus about 100 bytes per neighbour);
-receives ``72 h + 104 h + 8 a`` (+ ``m dim`` with ``release``). The aggregator sends each client
-those ``~184 h`` bytes (+ ``m dim``).
+Bytes per client (payload, ``k`` graph neighbours, ``h`` of them live, ``a`` of those survivors,
+``m`` the container size of an element, 4 bytes for ``bits <= 32``; ids travel as int64): sends
+``96 + 64 k + 104 h + m dim + 32 a + 52 (h - a)`` (so ``m dim`` plus about 170 bytes per
+neighbour), in ``4 + k`` messages; receives ``64 h`` directly and ``72 h + 104 h + 8 a`` from the
+aggregator (+ ``m dim`` with ``release``). The aggregator sends each client those ``~184 h``
+bytes (+ ``m dim``).
 
-Computation: a client does ``2 h`` X25519 agreements and expands ``h + 1`` masks of ``dim``
+Computation: a client compares ``h`` relayed key pairs with the direct ones, does ``2 h`` X25519
+agreements and expands ``h + 1`` masks of ``dim``
 elements with AES-CTR; the aggregator expands ``|U3|`` self masks and one pairwise mask per
 (survivor, dropped partner) pair, and one X25519 agreement per such pair. No preprocessing.
 

@@ -7,12 +7,15 @@ async driver is :mod:`protocols.secagg.protocol`.
 Stages (Bonawitz et al. 2017, section 4; SecAgg+ restricts every set to the neighbours):
 
 0. :func:`client_setup` -> :class:`ClientSetup`: two X25519 key pairs, one to encrypt shares
-   (``c``), one to agree pairwise masks (``s``); send both public keys.
+   (``c``), one to agree pairwise masks (``s``); send both public keys to the aggregator and to
+   each neighbour directly.
 1. :func:`client_share_keys` -> :class:`ClientSharedKeys`: given the roster (the live
-   neighbours' public keys), draw the self-mask seed ``b``, Shamir-share ``b`` and the mask
-   private key among the roster with threshold ``t``, encrypt each holder's two shares to it
-   (AES-GCM, key from X25519 + HKDF, associated data binding run, sender and receiver), send the
-   ciphertexts and a commitment to ``b``.
+   neighbours' public keys as relayed by the aggregator) and the keys the neighbours sent
+   directly, abort unless they agree (:func:`check_direct_keys`); then draw the self-mask seed
+   ``b``, Shamir-share ``b`` and the mask private key among the roster with threshold ``t``,
+   encrypt each holder's two shares to it under its direct key (AES-GCM, key from X25519 +
+   HKDF, associated data binding run, sender and receiver), send the ciphertexts and a
+   commitment to ``b``.
 2. :func:`client_mask` -> :class:`ClientMasked`: given the ciphertexts of the partners that
    shared keys, decrypt and keep their shares, and send the masked input
    ``y = x + PRG(b) + sum_v +-PRG(k_uv)`` over those partners.
@@ -44,6 +47,8 @@ __all__ = [
     "check_input",
     "client_setup",
     "client_share_keys",
+    "roster_members",
+    "check_direct_keys",
     "client_mask",
     "client_unmask",
     "client_result",
@@ -146,7 +151,10 @@ def client_setup(
     graph: Mapping[int, frozenset[int]],
     prg: PRG,
 ) -> tuple[ClientSetup, dict[str, Any]]:
-    """Stage 0: make the key pairs; the message advertises both public keys."""
+    """Stage 0: make the key pairs; the message advertises both public keys.
+
+    The same message goes to the aggregator and, over the authenticated channel, directly to
+    every neighbour (see :func:`client_share_keys` for the cross-check)."""
     if party_id not in plan.clients:
         raise ConfigError(f"party {party_id} is not a client of this run")
     enc_sk, enc_pk = crypto.keypair(prg)
@@ -155,24 +163,89 @@ def client_setup(
     return state, {"c": enc_pk, "s": mask_pk}
 
 
-def client_share_keys(
-    state: ClientSetup, roster: Any, prg: PRG
-) -> tuple[ClientSharedKeys, dict[str, Any]]:
-    """Stage 1: share ``b`` and the mask key among the roster, encrypted to each holder.
+def roster_members(state: ClientSetup, roster: Any) -> tuple[int, ...]:
+    """The clients the aggregator lists as live neighbours (whose direct keys we then expect).
 
     Raises:
         ProtocolViolation: the roster is malformed or names a non-neighbour.
-        AbortError: the roster is smaller than the threshold (or the run was stopped).
+        AbortError: the aggregator stopped the run or dropped this client.
     """
     messages.check_stop(roster, "share-keys")
-    plan, me, server = state.plan, state.party_id, state.plan.server
+    server = state.plan.server
     ids = messages.ids_array(messages.field(roster, "ids", server), server, "roster ids")
-    h = ids.size
-    enc_pks = messages.uint8_rows(messages.field(roster, "c", server), h, 32, server, "keys")
-    mask_pks = messages.uint8_rows(messages.field(roster, "s", server), h, 32, server, "keys")
-    holders = [int(v) for v in ids]
+    holders = tuple(int(v) for v in ids)
     if not set(holders) <= state.neighbors:
         raise ProtocolViolation("the roster names clients that are not our neighbours")
+    return holders
+
+
+def check_direct_keys(
+    state: ClientSetup, roster: Any, direct: Mapping[int, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-check the keys the aggregator relays against those the neighbours sent directly.
+
+    Args:
+        state: stage 0 state.
+        roster: the aggregator's roster message.
+        direct: neighbour -> the advertisement it sent us over our authenticated channel (only
+            those that arrived).
+
+    Returns:
+        ``(enc_pks, mask_pks)``: uint8 ``(h, 32)`` rows in roster order, from the direct
+        messages (equal to the relayed ones).
+
+    Raises:
+        ProtocolViolation: a malformed roster or direct advertisement.
+        AbortError: a listed neighbour's direct keys did not arrive (the aggregator lists a
+            client that never advertised to us, or a key it made up), or differ from the keys
+            the aggregator relays (a substituted key, or a client equivocating).
+    """
+    holders = roster_members(state, roster)
+    server, h = state.plan.server, len(holders)
+    relayed_enc = messages.uint8_rows(messages.field(roster, "c", server), h, 32, server, "keys")
+    relayed_mask = messages.uint8_rows(messages.field(roster, "s", server), h, 32, server, "keys")
+    missing = [v for v in holders if v not in direct]
+    if missing:
+        raise AbortError(
+            f"the aggregator lists parties {missing[:8]} as live but their keys did not reach "
+            "us directly"
+        )
+    enc_pks = np.empty((h, 32), dtype=np.uint8)
+    mask_pks = np.empty((h, 32), dtype=np.uint8)
+    for row, v in enumerate(holders):  # a loop over the roster (one message per neighbour)
+        for rows, key in ((enc_pks, "c"), (mask_pks, "s")):
+            pk = messages.bytes_field(messages.field(direct[v], key, v), 32, v, "a public key")
+            rows[row] = np.frombuffer(pk, dtype=np.uint8)
+    bad = np.flatnonzero(
+        np.any(enc_pks != relayed_enc, axis=1) | np.any(mask_pks != relayed_mask, axis=1)
+    )
+    if bad.size:
+        raise AbortError(
+            f"the aggregator relayed public keys of parties {[holders[i] for i in bad[:8]]} "
+            "that differ from the keys they sent us directly"
+        )
+    return enc_pks, mask_pks
+
+
+def client_share_keys(
+    state: ClientSetup, roster: Any, direct: Mapping[int, Any], prg: PRG
+) -> tuple[ClientSharedKeys, dict[str, Any]]:
+    """Stage 1: share ``b`` and the mask key among the roster, encrypted to each holder.
+
+    Only keys the neighbours sent directly are used, after :func:`check_direct_keys`.
+
+    Raises:
+        ProtocolViolation: the roster or a direct advertisement is malformed, or the roster
+            names a non-neighbour.
+        AbortError: the relayed keys and the direct keys disagree or a listed neighbour's
+            direct keys are missing, the roster is smaller than the threshold, or the run was
+            stopped.
+    """
+    plan, me = state.plan, state.party_id
+    enc_pks, mask_pks = check_direct_keys(state, roster, direct)
+    holders = list(roster_members(state, roster))
+    ids = np.array(holders, dtype=np.int64)
+    h = ids.size
     if h < plan.threshold:
         raise AbortError(f"only {h} live neighbours, threshold {plan.threshold}")
     self_seed = prg.bytes(crypto.SEED_BYTES)

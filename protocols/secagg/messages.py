@@ -5,7 +5,8 @@ Payloads are msgpack dicts of bytes and numpy arrays. Layout, per stage:
 =============  ================  ===========================================================
 round          direction         payload
 =============  ================  ===========================================================
-advertise      client -> server  ``{"c": pk_enc (32 B), "s": pk_mask (32 B)}``
+advertise      client -> server  ``{"c": pk_enc (32 B), "s": pk_mask (32 B)}``; the same
+               client -> client  message to each graph neighbour directly
 roster         server -> client  ``{"ids": int64 (h,), "c": uint8 (h, 32), "s": uint8 (h, 32)}``
 shares         client -> server  ``{"to": int64 (h,), "ct": uint8 (h, 96), "commit": 32 B}``
 forward        server -> client  ``{"from": int64 (h',), "ct": uint8 (h', 96)}``

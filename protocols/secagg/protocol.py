@@ -6,6 +6,12 @@ The aggregator collects each stage's messages from the clients still live with a
 stop notice (if they are still reachable), so a slow client ends with ``AbortError`` rather than
 waiting out its receive timeout. If the aggregator aborts, it sends every live client a stop
 notice carrying only the error's code, then raises.
+
+A client advertises its keys to each graph neighbour directly before the aggregator, and after
+the roster waits at most ``stage_timeout`` for the direct keys of the neighbours it lists; if
+:func:`~protocols.secagg.client.check_direct_keys` finds them missing or different, the client
+sends the aggregator a stop notice carrying only the error's code and raises; the aggregator
+then aborts the run.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Mapping, TypeVar
 
-from mpc.errors import ConfigError, MPCError, PeerUnavailable
+from mpc.errors import AbortError, ConfigError, MPCError, PeerUnavailable, ProtocolViolation
 from mpc.prg import PRG
 from mpc.session import Round, Session
 from protocols.secagg import messages
@@ -27,6 +33,7 @@ from protocols.secagg.client import (
     client_setup,
     client_share_keys,
     client_unmask,
+    roster_members,
 )
 from protocols.secagg.params import SecAggParams, SecAggPlan
 from protocols.secagg.result import SecAggResult
@@ -188,15 +195,28 @@ async def _to_server(run: SecAggRun, name: str, payload: Any) -> None:
 
 
 async def run_client_setup(run: SecAggRun) -> ClientSetup:
-    """Client stage 0: make and advertise the key pairs."""
+    """Client stage 0: make the key pairs and advertise them to each neighbour directly, then
+    to the aggregator (in that order, so a client the aggregator heard from has already handed
+    its direct advertisements to the transport)."""
     state, msg = client_setup(run.plan, run.session.party_id, run.context, run.graph, run.prg)
+    await send_each(run.rounds["advertise"], {v: msg for v in sorted(state.neighbors)})
     await _to_server(run, "advertise", msg)
     return state
 
 
 async def run_client_share_keys(run: SecAggRun, state: ClientSetup) -> ClientSharedKeys:
-    """Client stage 1: receive the roster, send the encrypted shares."""
-    new, msg = client_share_keys(state, await _from_server(run, "roster"), run.prg)
+    """Client stage 1: receive the roster and the listed neighbours' direct keys, cross-check
+    them, send the encrypted shares. On an inconsistency the aggregator gets a stop notice
+    carrying only the error's code, and the client raises."""
+    roster = await _from_server(run, "roster")
+    listed = list(roster_members(state, roster))
+    # Listed neighbours advertised to us before the aggregator heard them: normally already here.
+    direct = await collect(run.rounds["advertise"], listed, run.plan.params.stage_timeout)
+    try:
+        new, msg = client_share_keys(state, roster, direct, run.prg)
+    except (AbortError, ProtocolViolation) as exc:
+        await send_each(run.rounds["shares"], {run.plan.server: messages.stop(exc.code)})
+        raise
     await _to_server(run, "shares", msg)
     return new
 
@@ -253,7 +273,9 @@ async def secure_aggregate(
         ConfigError: invalid parameters or input (raised before anything is sent).
         InsecureConfiguration: a threshold of at most half the neighbours.
         AbortError: too many dropouts, fewer than ``t`` shares of a secret, inconsistent
-            shares, or (at a client) the aggregator stopped the run or dropped this client.
+            shares, a client reporting an abort, or (at a client) relayed public keys that
+            differ from those the neighbours sent directly, a listed neighbour whose direct
+            keys are missing, or the aggregator stopped the run or dropped this client.
         ProtocolViolation: a malformed or tampered message.
         PeerUnavailable: at a client, the aggregator went silent.
     """

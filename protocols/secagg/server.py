@@ -182,7 +182,8 @@ def server_relay_shares(
     Raises:
         ProtocolViolation: a malformed message, or shares addressed to other holders than the
             roster the client was sent.
-        AbortError: fewer than ``min_survivors`` clients in ``U2``.
+        AbortError: a client reported an abort (a key inconsistency), or fewer than
+            ``min_survivors`` clients in ``U2``.
     """
     plan = state.plan
     commits: dict[int, bytes] = {}
@@ -190,6 +191,10 @@ def server_relay_shares(
     for u, msg in received.items():
         if u not in state.rosters:
             continue  # pruned from U1; its late message is ignored
+        if isinstance(msg, dict) and "stop" in msg:
+            # The client found the relayed keys inconsistent with its neighbours' direct ones
+            # (or a neighbour's missing): an honest aggregator stops the whole run.
+            raise AbortError(f"party {u} aborted at stage share-keys ({str(msg['stop'])[:40]})")
         to = messages.ids_array(messages.field(msg, "to", u), u, "holders")
         if tuple(int(v) for v in to) != state.rosters[u]:
             raise ProtocolViolation(f"party {u} shared to other holders than its roster")

@@ -280,11 +280,14 @@ async def test_bytes_per_client_match_the_docstring(prg: PRG) -> None:
     async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
         await net.run(program, inputs, seeds=seeds_for(prg, list(inputs)))
     h = a = n - 1
-    payload = 96 + 104 * h + 4 * dim + 32 * a + 52 * (h - a)
+    payload = 96 + 104 * h + 4 * dim + 32 * a + 52 * (h - a) + 64 * h
     for p in list(inputs)[1:]:
         st = stats[p]
-        assert st.messages_sent == 4
-        assert payload <= st.bytes_sent < payload + 4 * 200  # framing and msgpack keys
+        assert st.messages_sent == 4 + h  # 4 to the aggregator, 1 direct key message per neighbour
+        assert payload <= st.bytes_sent < payload + (4 + h) * 200  # framing and msgpack keys
+        for q in list(inputs)[1:]:
+            if q != p:
+                assert 64 <= st.per_peer_bytes_sent[q] < 64 + 200
 
 
 def secagg_program(session: Session, x: Any) -> Any:
@@ -305,3 +308,86 @@ def test_processes_transport(prg: PRG) -> None:
         assert o.ok, o.error
         np.testing.assert_array_equal(o.result["total"], expected)
         assert list(o.result["survivors"]) == [1, 2, 3]
+
+
+def key_substituting_server(params: SecAggParams, victim: int, ignore_reports: bool) -> Any:
+    """An active aggregator that relays its own mask key in place of ``victim``'s to every
+    other client (the attack that would let it unmask ``victim``'s input)."""
+
+    async def program(session: Session, x: Any) -> Any:
+        run = open_run(session, params)
+        if session.party_id != run.plan.server:
+            return await run_party(run, x)
+        clients = list(run.plan.clients)
+        got = await collect(run.rounds["advertise"], clients, params.stage_timeout)
+        keys, rosters = server_collect_keys(run.plan, run.context, run.graph, got)
+        fake = PRG(b"\x07" * 16).bytes(32)  # not secret: a stand-in for the server's own key
+        for u, roster in rosters.items():
+            ids = list(roster["ids"])
+            if victim in ids:
+                s = roster["s"].copy()
+                s[ids.index(victim)] = np.frombuffer(fake, dtype=np.uint8)
+                rosters[u] = {**roster, "s": s}
+        await send_each(run.rounds["roster"], rosters)
+        got = await collect(run.rounds["shares"], clients, params.stage_timeout)
+        if ignore_reports:
+            got = {u: m for u, m in got.items() if "stop" not in m}
+        _, forward = server_relay_shares(keys, got)  # raises: a report, or too few clients
+        return "unreachable"
+
+    return program
+
+
+@pytest.mark.parametrize("ignore_reports", [False, True])
+async def test_substituted_public_key_aborts_and_releases_nothing(prg: PRG, ignore_reports: bool) -> None:
+    inputs = ring_inputs(prg, 4, 8)
+    params = SecAggParams(dim=8, release=True, stage_timeout=0.5)
+    async with MemoryNetwork(list(inputs), recv_timeout=1.5) as net:
+        out = await net.run(key_substituting_server(params, 2, ignore_reports), inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True)
+    assert isinstance(out["agg"], AbortError)  # a client reported, or too few clients left
+    for p in ("c0", "c2", "c3"):  # every client that was sent the substituted key
+        assert type(out[p]) is AbortError and "differ from the keys they sent us directly" in str(out[p])
+    # The victim shared only to holders it was never told a false key for; it gets no sum.
+    assert isinstance(out["c1"], (AbortError, PeerUnavailable))
+    assert not any(hasattr(o, "total") for o in out.values())
+
+
+async def test_server_listing_a_client_that_never_sent_keys_aborts(prg: PRG) -> None:
+    inputs = ring_inputs(prg, 4, 8)
+    params = SecAggParams(dim=8, max_dropouts=1, release=True, stage_timeout=0.5)
+    ghost = 3  # silent from the start: never advertises to anyone
+
+    async def program(session: Session, x: Any) -> Any:
+        run = open_run(session, params)
+        me = session.party_id
+        if me == ghost:
+            return "silent"
+        if me != run.plan.server:
+            return await run_party(run, x)
+        clients = list(run.plan.clients)
+        got = await collect(run.rounds["advertise"], clients, params.stage_timeout)
+        assert ghost not in got
+        fake = PRG(b"\x09" * 16)  # not secret: keys the server makes up for the ghost
+        got[ghost] = {"c": fake.bytes(32), "s": fake.bytes(32)}
+        keys, rosters = server_collect_keys(run.plan, run.context, run.graph, got)
+        await send_each(run.rounds["roster"], {u: r for u, r in rosters.items() if u != ghost})
+        got = await collect(run.rounds["shares"], [1, 2, 4], 2.0)  # past the clients' wait
+        return {u: m for u, m in got.items()}
+
+    async with MemoryNetwork(list(inputs), recv_timeout=3.0) as net:
+        out = await net.run(program, inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True)
+    for p in ("c0", "c1", "c3"):
+        assert type(out[p]) is AbortError and "did not reach us directly" in str(out[p])
+    assert out["agg"] == {u: messages.stop(AbortError.code) for u in (1, 2, 4)}  # only the code
+
+
+@pytest.mark.parametrize("killed", [True, False])
+async def test_secagg_plus_client_gone_before_advertising_is_dropped_as_before(prg: PRG, killed: bool) -> None:
+    inputs = ring_inputs(prg, 7, 8)
+    params = SecAggParams(dim=8, neighbors=4, threshold=3, max_dropouts=1, release=True, stage_timeout=0.5)
+    async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
+        out = await net.run(dropping(params, {4: "advertise"}, net if killed else None), inputs, seeds=seeds_for(prg, list(inputs)))
+    expected = (1, 2, 3, 5, 6, 7)
+    assert out["agg"].survivors == expected and out["agg"].live["advertise"] == expected
+    for p in ("agg", "c0", "c1", "c2", "c4", "c5", "c6"):
+        np.testing.assert_array_equal(out[p].total, plain_sum(inputs, expected))

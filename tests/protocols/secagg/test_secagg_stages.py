@@ -123,12 +123,17 @@ class Driver:
             if c in drop.get("advertise", set()):
                 continue
             states[c], msgs[c] = client_setup(plan, c, CONTEXT, self.graph, prg)
+        adverts = dict(msgs)  # what each client sent its neighbours directly (untampered)
+
+        def direct(c: int) -> dict[int, Any]:
+            return {v: adverts[v] for v in self.graph[c] if v in adverts}
+
         keys, out = server_collect_keys(plan, CONTEXT, self.graph, tamper("advertise", msgs))
         out = tamper("roster", out)
         msgs = {}
         for c, roster in out.items():
             if c not in drop.get("shares", set()):
-                states[c], msgs[c] = client_share_keys(states[c], roster, prg)
+                states[c], msgs[c] = client_share_keys(states[c], roster, direct(c), prg)
         shares, out = server_relay_shares(keys, tamper("shares", msgs))
         out = tamper("forward", out)
         msgs = {}
@@ -263,3 +268,39 @@ def test_too_few_masked_inputs_refuse_to_unmask(prg: PRG) -> None:
     d = Driver(prg, 5, 8, max_dropouts=1, min_survivors=4)
     with pytest.raises(AbortError, match="masked-input"):
         d.run({"masked": {1, 2}})
+
+
+def _advertised(prg: PRG, n_clients: int) -> tuple[Any, dict[int, Any], dict[int, Any], dict[int, Any]]:
+    plan = SecAggParams(dim=4).plan(n_clients + 1)
+    graph = plan.graph(b"graph")
+    states, adverts = {}, {}
+    for c in plan.clients:
+        states[c], adverts[c] = client_setup(plan, c, CONTEXT, graph, prg)
+    _, rosters = server_collect_keys(plan, CONTEXT, graph, adverts)
+    return plan, states, adverts, rosters
+
+
+def test_relayed_keys_must_match_the_direct_keys(prg: PRG) -> None:
+    _, states, adverts, rosters = _advertised(prg, 4)
+    direct = {v: adverts[v] for v in (2, 3, 4)}
+    client_share_keys(states[1], rosters[1], direct, prg)  # consistent: fine
+    for key in ("c", "s"):  # the aggregator substitutes party 3's key in party 1's roster
+        rows = rosters[1][key].copy()
+        rows[1] ^= 1
+        with pytest.raises(AbortError, match=r"parties \[3\] that differ"):
+            client_share_keys(states[1], {**rosters[1], key: rows}, direct, prg)
+    # A client equivocating (other keys to its neighbour than to the aggregator): same abort.
+    with pytest.raises(AbortError, match="differ"):
+        client_share_keys(states[1], rosters[1], {**direct, 4: {**adverts[4], "s": adverts[2]["s"]}}, prg)
+
+
+def test_listed_neighbour_without_direct_keys_aborts(prg: PRG) -> None:
+    _, states, adverts, rosters = _advertised(prg, 4)
+    with pytest.raises(AbortError, match=r"parties \[4\] as live"):
+        client_share_keys(states[1], rosters[1], {v: adverts[v] for v in (2, 3)}, prg)
+
+
+def test_malformed_direct_keys_are_a_protocol_violation(prg: PRG) -> None:
+    _, states, adverts, rosters = _advertised(prg, 3)
+    with pytest.raises(ProtocolViolation, match="party 3"):
+        client_share_keys(states[1], rosters[1], {2: adverts[2], 3: {"c": b"short", "s": adverts[3]["s"]}}, prg)
