@@ -212,7 +212,6 @@ def reciprocal(x: SecretArray) -> SecretArray:
     """``1 / x`` for ``2^-8 <= x < 2^22`` (see the module docstring; wrong outside)."""
     x = _fixed(x)
     eng = x.engine
-    f = eng.frac_bits
     exps = list(range(RECIPROCAL_MIN_EXP + 1, RECIPROCAL_MAX_EXP))  # [x >= 2^j]
     bits = _at_least(x, [2.0**j for j in exps])
     # e = floor(log2 x) in [-8, 21]; s = 2^-(e+1). With b_j = [x >= 2^j] (decreasing in j),

@@ -228,7 +228,6 @@ async def multiply(ctx: Context, corr: Z128, beta: np.ndarray, name: str) -> tup
     b_parts: list[Z128] = []
     cross_parts: list[Z128] = []
     for index, part in enumerate(_chunks(n_entries, step)):
-        count = part.stop - part.start
         x = np.repeat(to_limbs(corr[part]), tau, axis=0)  # (count * tau, w, 2)
         choices = beta[part].reshape(-1)
 

@@ -70,7 +70,7 @@ async def test_manifest_changed_in_flight_is_refused(nodes: dict[str, Node]) -> 
 
 
 async def test_proposer_cannot_be_impersonated(nodes: dict[str, Node]) -> None:
-    a, b = nodes["hospital-a"], nodes["hospital-b"]
+    a = nodes["hospital-a"]
     from parties.manifest import parse_manifest
 
     m = parse_manifest(manifest())

@@ -161,7 +161,6 @@ async def test_three_parties_three_pairs_concurrently(prg: PRG) -> None:
     n = 2000
 
     async def program(session: Session, c: Any) -> Any:
-        me = session.party_id
         pairs = [(0, 1), (1, 2), (2, 0)]
 
         async def one(sender: int, receiver: int) -> Any:

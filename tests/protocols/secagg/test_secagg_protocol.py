@@ -211,7 +211,7 @@ async def test_malformed_masked_vector_aborts_the_run(prg: PRG) -> None:
         run = open_run(session, params)
         if session.party_id != 2:
             return await run_party(run, x)
-        s1 = await run_client_share_keys(run, await run_client_setup(run))
+        await run_client_share_keys(run, await run_client_setup(run))
         await run.rounds["forward"].recv(0)
         await run.rounds["masked"].send(0, np.zeros(7, dtype=np.uint32))  # wrong length
         return await run.rounds["survivors"].recv(0)
