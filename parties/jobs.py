@@ -388,6 +388,65 @@ def model_from_dict(doc: Any) -> ml.Model:
     )
 
 
+_DP_TRAIN_PARAMS = {"label", "epochs", "batch_size", "learning_rate", "seed", "clip", "noise_multiplier", "scaling", "preprocessing"}
+
+
+def _dp_train_settings(manifest: Manifest) -> tuple[ml.TrainParams, float, float]:
+    reject_unknown_params(manifest, _DP_TRAIN_PARAMS)
+    p = manifest.params
+    keys = ("epochs", "batch_size", "learning_rate", "seed")
+    params = ml.TrainParams(**{k: p[k] for k in keys if k in p}, standardize=False)
+    clip, sigma = p.get("clip", 1.0), p.get("noise_multiplier", 2.0)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (clip, sigma)):
+        raise ConfigError("train-logreg-dp: clip and noise_multiplier must be positive numbers")
+    return params, float(clip), float(sigma)
+
+
+def _check_train_dp(manifest: Manifest) -> None:
+    params, _, sigma = _dp_train_settings(manifest)
+    holders = _label_holders(manifest)
+    if len(holders) != len(manifest.parties):
+        raise ConfigError("train-logreg-dp: every party names its features, then the label column")
+    _scaling(manifest, len(next(iter(manifest.inputs.values())).columns) - 1)
+    if manifest.dp is None:
+        raise ConfigError("train-logreg-dp: needs a [dp] table")
+    eps = ml.planned_epsilon(params, params.batch_size, params.batch_size, sigma, manifest.dp.delta)
+    if manifest.dp.epsilon + 1e-9 < eps:
+        raise ConfigError(f"train-logreg-dp: [dp] must cover the planned epsilon {eps:.4g}")
+
+
+async def _run_train_dp(ctx: JobContext) -> dict[str, Any]:
+    manifest, session = ctx.manifest, ctx.session
+    params, clip, sigma = _dp_train_settings(manifest)
+    assert manifest.dp is not None  # checked by _check_train_dp
+    m = ctx.columns_matrix()
+    mean, std = _scaling(manifest, m.shape[1] - 1)
+    features, labels = (m[:, :-1] - mean) / std, m[:, -1]
+    if not np.all((labels == 0) | (labels == 1)):
+        raise ConfigError("train-logreg-dp: the label column must hold 0/1")
+    receivers = ctx.receiver_ids("model")
+    rows, cols = await ml.exchange_shapes(session, features)
+    need = ml.dp_requirements(
+        params, rows=rows, columns=cols, clip=clip, noise_multiplier=sigma, delta=manifest.dp.delta,
+        receivers=receivers, prep=_provider_class(manifest),
+    )
+    ctx.progress(0.02, "preprocessing")
+    provider = await ctx.spdz_preprocessing(need)
+    spdz.setup(session, provider)
+
+    def progress(fraction: float, label: str) -> None:
+        ctx.progress(0.1 + 0.9 * fraction, label)
+
+    result, epsilon = await ml.train_logreg_dp(
+        session, features, labels, params=params, clip=clip, noise_multiplier=sigma,
+        delta=manifest.dp.delta, receivers=receivers, progress=progress,
+    )
+    ctx.keep_unused(provider)
+    if result.model is None:
+        return {}
+    return {"model": model_to_dict(result.model) | {"epsilon": epsilon, "delta": manifest.dp.delta}}
+
+
 def _check_predict(manifest: Manifest) -> None:
     reject_unknown_params(manifest, {"model_job", "preprocessing"})
     job = manifest.params.get("model_job")
@@ -604,6 +663,7 @@ JOB_KINDS: dict[str, JobKind] = {
         ),
         JobKind("compare", outputs=("result",), run=_run_compare, statistics=True, check_params=_check_compare),
         JobKind("train-logreg", outputs=("model",), run=_run_train, spdz=True, check_params=_check_train),
+        JobKind("train-logreg-dp", outputs=("model",), run=_run_train_dp, spdz=True, dp=True, check_params=_check_train_dp),
         JobKind(
             "predict",
             outputs=("prediction",),

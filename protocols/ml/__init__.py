@@ -40,6 +40,7 @@ Rings with Applications to Private Machine Learning" (S&P 2019).
 
 from __future__ import annotations
 
+from protocols.ml.dpsgd import dp_requirements, planned_epsilon, train_logreg_dp
 from protocols.ml.inference import input_model, predict, predict_requirements, secret_logits
 from protocols.ml.logreg import (
     EpochStats,
@@ -54,6 +55,9 @@ from protocols.ml.model import Model, ModelShares, ModelSpec, SecretModel, decod
 from protocols.ml.reference import accuracy, train_plain
 
 __all__ = [
+    "dp_requirements",
+    "planned_epsilon",
+    "train_logreg_dp",
     "EpochStats",
     "Model",
     "ModelShares",

@@ -113,3 +113,52 @@ async def test_train_refusals(nodes: dict[str, Node]) -> None:
     assert not resp["ok"] and resp["rule"] == "params"  # two parties name the label column
     resp = await a.submit({**base, "params": {k: v for k, v in TRAIN.items() if k != "preprocessing"} | {"epochs": 0}})
     assert not resp["ok"] and resp["rule"] == "params"
+
+
+async def test_dp_training_job_charges_and_releases(tmp_path: Path) -> None:
+    from parties.config import BudgetConfig
+
+    x, y = data()
+    datasets: dict[str, Any] = {}
+    for name, rows in {"hospital-a": slice(0, 250), "hospital-b": slice(250, 455)}.items():
+        (tmp_path / name).mkdir()
+        table = np.column_stack([x[rows], y[rows]])
+        (tmp_path / name / "rows.csv").write_text("\n".join([",".join(COLS)] + [",".join(repr(float(v)) for v in r) for r in table]) + "\n")
+        datasets[name] = {"rows": {"path": "rows.csv", "columns": {c: "float" for c in COLS}}}
+    parties = create_local_federation(tmp_path, NAMES, recv_timeout=20.0, datasets=datasets)
+    started = []
+    for p in parties:
+        cfg = load_node_config(p.config_path)
+        policy = dataclasses.replace(cfg.policy, allow_insecure_dealer=True)
+        node = Node(dataclasses.replace(cfg, policy=policy, budgets={"rows": BudgetConfig(30.0, 1e-4)}))
+        await node.start()
+        started.append(node)
+    a, b = started
+    try:
+        scaling = {"mean": x.mean(0).tolist(), "std": x.std(0).tolist()}  # public reference statistics
+        params = {"label": "label", "epochs": 2, "batch_size": 64, "learning_rate": 0.5, "seed": 1, "clip": 4.0, "noise_multiplier": 4.0, "scaling": scaling, "preprocessing": "insecure-dealer"}
+        eps = ml.planned_epsilon(ml.TrainParams(epochs=2, batch_size=64, standardize=False), 64, 64, 4.0, 1e-5)
+        m = {
+            "kind": "train-logreg-dp",
+            "parties": list(NAMES),
+            "inputs": {n: {"dataset": "rows", "columns": COLS} for n in NAMES},
+            "outputs": {"model": ["hospital-a"]},
+            "params": params,
+            "dp": {"epsilon": round(eps + 0.01, 2), "delta": 1e-5},
+        }
+        resp = await a.submit(m)
+        assert resp["ok"], resp
+        model = resp["outputs"]["model"]
+        assert model["epsilon"] == pytest.approx(eps) and model["mean"] is None
+        w = np.concatenate([np.asarray(model["weights"][0]).reshape(-1), np.asarray(model["biases"][0])])
+        xs = (x[455:] - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
+        assert ml.accuracy(xs, y[455:], w) > 0.8
+        for node in started:
+            charge = node.ledger.charges("rows")[-1]
+            assert charge.job_id == resp["job"]["job_id"] and charge.epsilon == m["dp"]["epsilon"]
+        short = {**m, "dp": {"epsilon": round(eps / 2, 3), "delta": 1e-5}}
+        refused = await a.submit(short)
+        assert not refused["ok"] and refused["rule"] == "params" and "planned epsilon" in refused["message"]
+    finally:
+        for node in started:
+            await node.stop()
