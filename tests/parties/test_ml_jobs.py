@@ -130,14 +130,16 @@ async def test_dp_training_job_charges_and_releases(tmp_path: Path) -> None:
     for p in parties:
         cfg = load_node_config(p.config_path)
         policy = dataclasses.replace(cfg.policy, allow_insecure_dealer=True)
-        node = Node(dataclasses.replace(cfg, policy=policy, budgets={"rows": BudgetConfig(30.0, 1e-4)}))
+        node = Node(dataclasses.replace(cfg, policy=policy, budgets={"rows": BudgetConfig(100.0, 1e-4)}))
         await node.start()
         started.append(node)
     a, b = started
     try:
         scaling = {"mean": x.mean(0).tolist(), "std": x.std(0).tolist()}  # public reference statistics
-        params = {"label": "label", "epochs": 2, "batch_size": 64, "learning_rate": 0.5, "seed": 1, "clip": 4.0, "noise_multiplier": 4.0, "scaling": scaling, "preprocessing": "insecure-dealer"}
-        eps = ml.planned_epsilon(ml.TrainParams(epochs=2, batch_size=64, standardize=False), 64, 64, 4.0, 1e-5)
+        params = {"label": "label", "epochs": 2, "batch_size": 64, "learning_rate": 0.5, "seed": 1, "clip": 4.0, "noise_multiplier": 0.5, "scaling": scaling, "preprocessing": "insecure-dealer"}
+        # Mild noise, so the accuracy check cannot flake; noise calibration is tested in
+        # tests/protocols/ml/test_ml_dpsgd.py.
+        eps = ml.planned_epsilon(ml.TrainParams(epochs=2, batch_size=64, standardize=False), 64, 64, 0.5, 1e-5)
         m = {
             "kind": "train-logreg-dp",
             "parties": list(NAMES),
