@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["emit", "peer_python", "PROJECT_ROOT", "MPYC_REQUIREMENTS"]
+__all__ = ["emit", "peer_python", "run_mpyc", "PROJECT_ROOT", "MPYC_REQUIREMENTS"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MPYC_REQUIREMENTS = ["mpyc==0.11", "gmpy2", "numpy"]
@@ -56,3 +57,48 @@ def peer_python(name: str, requirements: list[str], *, extra_args: list[str] | N
         )
         stamp.write_text(want)
     return py
+
+
+def run_mpyc(
+    program: str, args: list[str], *, timeout: float, label: str, files: Mapping[str, str] | None = None
+) -> str | None:
+    """Run an MPyC program as three local party processes in the MPyC peer venv.
+
+    Args:
+        program: the program's source (written to ``prog.py`` in a temporary directory).
+        args: its own arguments (MPyC's ``-M3 -I<i> -B <port> --no-log`` are appended).
+        timeout: seconds each party may take.
+        label: the suite's name, for error messages.
+        files: extra files (name -> text) written beside the program; the parties run there.
+
+    Returns:
+        Party 0's standard output, or ``None`` (with the reason on stderr) if MPyC cannot be
+        installed or a party fails.
+    """
+    from parties.local import free_ports
+
+    try:
+        py = peer_python("mpyc", MPYC_REQUIREMENTS)
+    except subprocess.CalledProcessError as exc:
+        print(f"bench {label}: cannot install MPyC: {exc}", file=sys.stderr)
+        return None
+    with tempfile.TemporaryDirectory(prefix=f"mpyc-{label}-") as tmp:
+        for name, text in {"prog.py": program, **(files or {})}.items():
+            (Path(tmp) / name).write_text(text)
+        (port,) = free_ports(1)
+        procs = [
+            subprocess.Popen(
+                [str(py), "prog.py", *args, "-M3", f"-I{i}", "-B", str(port), "--no-log"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=tmp,
+                text=True,
+            )
+            for i in range(3)
+        ]
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode != 0:
+            print(f"bench {label}: MPyC failed: {err[-800:]}", file=sys.stderr)
+            return None
+    return outs[0][0]

@@ -32,18 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mpc.prg import PRG
 from mpc.session import Session
-from parties.benchmarks.common import MPYC_REQUIREMENTS, emit, peer_python
-from parties.local import free_ports
+from parties.benchmarks.common import emit, run_mpyc
 from parties.testing import run_parties_async
 from protocols.gc import builder, load_published
 from protocols.gc import evaluate as gc_evaluate
@@ -169,22 +165,8 @@ mpc.run(main())
 
 def mpyc_less_than(n: int, bits: int) -> float | None:
     """MPyC secint less-than, 3 parties on this machine: comparisons per second (None on failure)."""
-    py = peer_python("mpyc", MPYC_REQUIREMENTS)
-    with tempfile.TemporaryDirectory(prefix="mpc-bench-mpyc-") as tmp:
-        script = Path(tmp) / "mpyc_lt.py"
-        script.write_text(MPYC_SCRIPT)
-        (port,) = free_ports(1)
-        procs = [
-            subprocess.Popen(
-                [str(py), str(script), str(n), str(bits), "-M3", f"-I{i}", "-B", str(port)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            for i in range(3)
-        ]
-        outs = [p.communicate(timeout=600)[0] for p in procs]
-    for line in outs[0].splitlines():
+    out = run_mpyc(MPYC_SCRIPT, [str(n), str(bits)], timeout=600, label="gc")
+    for line in (out or "").splitlines():
         if line.startswith("RESULT "):
             res = json.loads(line[7:])
             return float(res["n"]) / float(res["seconds"])

@@ -50,7 +50,7 @@ import numpy as np
 
 from mpc.prg import PRG
 from mpc.session import Session
-from parties.benchmarks.common import MPYC_REQUIREMENTS, emit, peer_python
+from parties.benchmarks.common import emit, run_mpyc
 from parties.testing import run_parties_async
 from protocols import ml, spdz
 from protocols.ml.data import batch_order, column_stats, split_rows
@@ -311,34 +311,9 @@ def _peer_data(task: str, **kw: Any) -> dict[str, Any]:
     return {"task": task, **{k: plain(v) for k, v in kw.items()}}
 
 
-def run_mpyc(data: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        py = peer_python("mpyc", MPYC_REQUIREMENTS)
-    except subprocess.CalledProcessError as exc:
-        print(f"bench ml: cannot install MPyC: {exc}", file=sys.stderr)
-        return None
-    from parties.local import free_ports
-
-    with tempfile.TemporaryDirectory(prefix="mpyc-ml-") as tmp:
-        script, path = Path(tmp) / "mpyc_ml.py", Path(tmp) / "data.json"
-        script.write_text(MPYC_PROGRAM)
-        path.write_text(json.dumps(data))
-        (port,) = free_ports(1)
-        procs = [
-            subprocess.Popen(
-                [str(py), str(script), str(path), "-M3", f"-I{i}", "-B", str(port), "--no-log"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=tmp,
-            )
-            for i in range(3)
-        ]
-        outs = [p.communicate(timeout=1800) for p in procs]
-    for p, (_, err) in zip(procs, outs):
-        if p.returncode != 0:
-            print(f"bench ml: MPyC failed: {err.decode(errors='replace')[-800:]}", file=sys.stderr)
-            return None
-    return json.loads(outs[0][0].decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+def measure_mpyc(data: dict[str, Any]) -> dict[str, Any] | None:
+    out = run_mpyc(MPYC_PROGRAM, ["data.json"], timeout=1800, label="ml", files={"data.json": json.dumps(data)})
+    return None if out is None else json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def run_crypten(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -388,7 +363,7 @@ async def run() -> None:
     )
     peers = {
         2: ("crypten", await asyncio.to_thread(run_crypten, train_data), await asyncio.to_thread(run_crypten, infer_data)),
-        3: ("mpyc", await asyncio.to_thread(run_mpyc, train_data), await asyncio.to_thread(run_mpyc, infer_data)),
+        3: ("mpyc", await asyncio.to_thread(measure_mpyc, train_data), await asyncio.to_thread(measure_mpyc, infer_data)),
     }
     for parties in (2, 3):
         name, peer_train, peer_infer = peers[parties]

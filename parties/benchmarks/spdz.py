@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from mpc.session import Session
-from parties.benchmarks.common import MPYC_REQUIREMENTS, emit, peer_python
+from parties.benchmarks.common import emit, peer_python, run_mpyc
 from parties.testing import run_parties_async
 from protocols import spdz
 from protocols.spdz import compare
@@ -162,32 +162,8 @@ mpc.run(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[
 
 
 def measure_mpyc(m: int) -> dict[str, Any] | None:
-    try:
-        py = peer_python("mpyc", MPYC_REQUIREMENTS)
-    except subprocess.CalledProcessError as exc:
-        print(f"bench: cannot install MPyC: {exc}", file=sys.stderr)
-        return None
-    from parties.local import free_ports
-
-    with tempfile.TemporaryDirectory(prefix="mpyc-bench-") as tmp:
-        script = Path(tmp) / "mpyc_bench.py"
-        script.write_text(MPYC_PROGRAM)
-        (port,) = free_ports(1)
-        procs = [
-            subprocess.Popen(
-                [str(py), str(script), str(N_MUL), str(m), str(REPEATS), str(N_LT_MPYC), "-M3", f"-I{i}", "-B", str(port), "--no-log"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=tmp,
-            )
-            for i in range(3)
-        ]
-        outs = [p.communicate(timeout=900) for p in procs]
-    for p, (_, err) in zip(procs, outs):
-        if p.returncode != 0:
-            print(f"bench: MPyC failed: {err.decode(errors='replace')[-800:]}", file=sys.stderr)
-            return None
-    return json.loads(outs[0][0].decode().strip().splitlines()[-1])
+    out = run_mpyc(MPYC_PROGRAM, [str(N_MUL), str(m), str(REPEATS), str(N_LT_MPYC)], timeout=900, label="spdz")
+    return None if out is None else json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 # -- CrypTen ---------------------------------------------------------------------------------------
