@@ -54,7 +54,7 @@ from mpc.errors import ConfigError
 from mpc.session import Session
 from protocols.spdz.array import SecretArray, concatenate, stack, where
 from protocols.spdz.dealer import InsecureDealer, insecure_dealer
-from protocols.spdz.engine import Engine
+from protocols.spdz.engine import DEFAULT_RELAY_MIN, Engine
 from protocols.spdz.functions import divide, exp, polyval, reciprocal, sigmoid
 from protocols.spdz.ordering import (
     absolute,
@@ -89,6 +89,7 @@ __all__ = [
     "AuthShare",
     "ComparisonMask",
     "ComparisonMaskProvider",
+    "DEFAULT_RELAY_MIN",
     "Engine",
     "InputMask",
     "InsecureDealer",
@@ -143,6 +144,7 @@ def setup(
     frac_bits: int = fixedpoint.FRAC_BITS,
     check_every: int = 1 << 22,
     security: str = "active",
+    relay_min: int = DEFAULT_RELAY_MIN,
 ) -> Engine:
     """Create this party's engine for ``session`` and attach it.
 
@@ -151,14 +153,18 @@ def setup(
     ``await session.reveal(y, to=...)`` use it.
 
     ``security="passive"`` is an explicit opt-in to semi-honest security (no MAC checks, half
-    the traffic; see :mod:`.engine`); the default is active security.
+    the traffic; see :mod:`.engine`); the default is active security. ``relay_min``: opens of
+    at least this many elements among three or more parties are relayed (two rounds, a third
+    less traffic with three parties; see :meth:`.Engine._sum_shares`).
 
     Raises:
         ConfigError: an engine is already attached, or invalid parameters.
     """
     if _RESOURCE in session.resources or SECRET_ENGINE in session.resources:
         raise ConfigError("an engine is already set up for this session")
-    engine = Engine(session, preprocessing, frac_bits=frac_bits, check_every=check_every, security=security)
+    engine = Engine(
+        session, preprocessing, frac_bits=frac_bits, check_every=check_every, security=security, relay_min=relay_min
+    )
     session.resources[_RESOURCE] = engine
     session.resources[SECRET_ENGINE] = engine  # what Session.input / Session.reveal use
     return engine

@@ -113,22 +113,31 @@ def combine(opened: Sequence[Z128], macs: Sequence[Z128], seed: bytes) -> tuple[
     """``y = sum_j chi_j x~_j`` and ``mu = sum_j chi_j m_j`` with ``chi`` expanded from ``seed``.
 
     Args:
-        opened: the opened values, as flat vectors in opening order.
-        macs: this party's MAC shares of them, the same lengths.
+        opened: the opened values in opening order (any shapes; read flat).
+        macs: this party's MAC shares of them in the same order, possibly cut into other
+            pieces (the total sizes must agree).
+
+    Raises:
+        ConfigError: the sizes differ.
         seed: the joint seed (16 bytes); ``chi_j`` are consecutive uint64 words of its stream.
 
     Returns:
         ``(y, mu)`` as 0-d elements.
     """
-    if len(opened) != len(macs) or any(x.shape != m.shape for x, m in zip(opened, macs)):
-        raise ConfigError("opened values and MAC shares differ in shape")
-    if not opened:
-        return r128.zeros(()), r128.zeros(())
-    # One flat vector each: chi_j are consecutive words of one stream, however the opens were cut.
-    x = r128.concatenate([v.reshape(-1) for v in opened]) if len(opened) > 1 else opened[0].reshape(-1)
-    m = r128.concatenate([v.reshape(-1) for v in macs]) if len(macs) > 1 else macs[0].reshape(-1)
-    chi = PRG(seed).uint64(x.size)
-    return r128.dot_u64(x, chi), r128.dot_u64(m, chi)
+    if sum(x.size for x in opened) != sum(m.size for m in macs):
+        raise ConfigError("opened values and MAC shares differ in size")
+    chi = PRG(seed).uint64(sum(x.size for x in opened))
+    return _dot_chunks(opened, chi), _dot_chunks(macs, chi)
+
+
+def _dot_chunks(chunks: Sequence[Z128], chi: np.ndarray) -> Z128:
+    """``sum_j chi_j v_j`` over the concatenation of ``chunks`` (without concatenating them)."""
+    total, pos = r128.zeros(()), 0
+    for v in chunks:  # one iteration per opened batch, not per element
+        flat = v.reshape(-1)
+        total = r128.add(total, r128.dot_u64(flat, chi[pos : pos + flat.size]))
+        pos += flat.size
+    return total
 
 
 def sigma_share(y: Z128, mu: Z128, key_share: np.ndarray) -> Z128:
