@@ -19,12 +19,17 @@ objects followed by raw data; the length prefix lets the receiver find ``data`` 
 kind   header                                         data
 ====== ============================================== ==========================================
 MSG    ``[1, seq, session_id, tag, body_len, raw_len,  the first ``length`` bytes of the message
-       length]``
+       length]`` or the same with an 8th field
+       ``ack``
 CHUNK  ``[2, seq, offset, length, total_len]``         message bytes ``[offset, offset+length)``
 ACK    ``[3, next_seq]``                               none
 HELLO  ``[4, {version, from, to, next_expected_seq,    none
        instance}]``
 ====== ============================================== ==========================================
+
+The optional ``ack`` of a MSG header is a piggybacked cumulative acknowledgement, with the
+meaning of an ACK frame's ``next_seq`` (every message the sender of the MSG frame received with
+``seq < ack`` was delivered), so a party that sends data back soon needs no separate ACK frame.
 
 A *message* is the byte string ``body || raw`` (``total_len = body_len + raw_len``). ``body`` is
 the msgpack encoding of the payload in which every numpy array is an ext of type
@@ -41,7 +46,7 @@ from __future__ import annotations
 import bisect
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence, Union
 
 import msgpack
@@ -90,6 +95,7 @@ KIND_HELLO = 4
 
 _PREFIX_LEN = 5
 _PREFIX_BYTE = 0xCE
+_PREFIX = bytes((_PREFIX_BYTE,))
 _MAX_HEADER_BYTES = 8192
 _MAX_SEQ = (1 << 63) - 1
 _INSTANCE_BYTES = 16
@@ -166,13 +172,19 @@ class FrameLimits:
 
 @dataclass(frozen=True)
 class MsgHeader:
-    """Header of the first frame of a message."""
+    """Header of the first frame of a message.
+
+    ``ack``, if not ``None``, is a piggybacked cumulative acknowledgement (see
+    :class:`AckHeader`); it does not take part in comparisons (a resent first frame is the same
+    frame whatever it acknowledges).
+    """
 
     seq: int
     session_id: str
     tag: str
     body_len: int
     raw_len: int
+    ack: int | None = field(default=None, compare=False)
 
     @property
     def total_len(self) -> int:
@@ -355,15 +367,20 @@ def _check_data_len(declared: Any, actual: int) -> None:
 
 
 def _parse_msg(fields: list[Any], data_len: int, limits: FrameLimits) -> MsgHeader:
-    if len(fields) != 7:
-        raise FrameError("MSG header must have 7 fields")
-    _, seq, session_id, tag, body_len, raw_len, declared = fields
+    if len(fields) == 8:
+        ack: int | None = _check_seq("MSG ack", fields[7])
+    elif len(fields) == 7:
+        ack = None
+    else:
+        raise FrameError("MSG header must have 7 or 8 fields")
+    _, seq, session_id, tag, body_len, raw_len, declared = fields[:7]
     header = MsgHeader(
         _check_seq("seq", seq),
         _check_name("session_id", session_id),
         _check_name("tag", tag),
         _check_seq("body_len", body_len),
         _check_seq("raw_len", raw_len),
+        ack,
     )
     if header.body_len == 0:
         raise FrameError("MSG header declares an empty body")
@@ -736,9 +753,20 @@ class MessageAssembler:
 
 
 def encode_message(
-    seq: int, session_id: str, tag: str, payload: Any, limits: FrameLimits | None = None
+    seq: int,
+    session_id: str,
+    tag: str,
+    payload: Any,
+    limits: FrameLimits | None = None,
+    *,
+    ack: int | None = None,
+    frame_bytes: int | None = None,
 ) -> list[bytes | memoryview]:
-    """Encode a message as its frames (each at most ``limits.max_frame_bytes``).
+    """Encode a message as its frames (each at most ``frame_bytes``, by default and at most
+    ``limits.max_frame_bytes``).
+
+    ``ack``, if given, is piggybacked on the MSG frame (a cumulative acknowledgement of the
+    messages this party received, see :class:`AckHeader`).
 
     The frames hold a copy of the payload's bytes (the sender's one copy), so the caller may
     change its arrays afterwards. A message that fits in one frame is one ``bytes``; a larger
@@ -750,25 +778,39 @@ def encode_message(
         FrameTooLarge: the message is over ``limits.max_message_bytes``.
     """
     limits = limits or FrameLimits()
+    max_frame = limits.max_frame_bytes
+    if frame_bytes is not None:
+        max_frame = min(_check_int("frame_bytes", frame_bytes, MIN_FRAME_BYTES, 1 << 31), max_frame)
     _check_seq("seq", seq)
+    if ack is not None:
+        _check_seq("ack", ack)
     _check_name("session_id", session_id)
     _check_name("tag", tag)
     encoded = encode_payload(payload, limits)
     segments = [memoryview(encoded.body), *(b for b in encoded.buffers if b.nbytes)]
-    total = len(encoded.body) + encoded.raw_len
+    raw_len = encoded.raw_len
+    total = len(encoded.body) + raw_len
+    head = [KIND_MSG, seq, session_id, tag, len(encoded.body), raw_len, total]
+    if ack is not None:
+        head.append(ack)
+    packed = msgpack.packb(head, use_bin_type=True)
+    if _PREFIX_LEN + len(packed) + total <= max_frame:  # the usual case: one frame
+        return [b"".join((_PREFIX, len(packed).to_bytes(4, "big"), packed, *segments))]
     layout: list[tuple[bytes, int]] = []  # (prefix and header, data length) of each frame
     offset = 0
     while offset < total:  # one iteration per frame
         # The header holds the data length n; size it with an upper bound of n (a msgpack
         # int never gets shorter as it grows), then pack it with the real n.
-        n = min(total - offset, limits.max_frame_bytes)
+        n = min(total - offset, max_frame)
         for _ in range(2):
             if offset == 0:
-                header = [KIND_MSG, seq, session_id, tag, len(encoded.body), encoded.raw_len, n]
+                header = [KIND_MSG, seq, session_id, tag, len(encoded.body), raw_len, n]
+                if ack is not None:
+                    header.append(ack)
             else:
                 header = [KIND_CHUNK, seq, offset, n, total]
             packed = msgpack.packb(header, use_bin_type=True)
-            n = min(n, limits.max_frame_bytes - _PREFIX_LEN - len(packed))
+            n = min(n, max_frame - _PREFIX_LEN - len(packed))
         layout.append((bytes((_PREFIX_BYTE,)) + len(packed).to_bytes(4, "big") + packed, n))
         offset += n
     if len(layout) == 1:

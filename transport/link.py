@@ -27,6 +27,14 @@ Wire: see :mod:`transport.framing`. Each message is encoded into its frames once
 :meth:`Link.send` (the sender's one copy of array data), and those frames are kept until
 acknowledged, so resending costs no re-encoding and later changes to the caller's arrays do not
 affect what is sent.
+
+Acknowledgements are cumulative. Every MSG frame carries one (the receive position when the
+message was sent), so a party that answers soon owes no separate ACK frame; what the outgoing
+data does not cover is sent as one ACK frame at the end of a :meth:`Link.data_to_send` batch.
+A driver may delay that standalone ACK (``data_to_send(flush_ack=False)`` while
+:attr:`Link.ack_owed`, then a flushing call after a short timer) so that data flowing back soon
+carries it instead; the Link still acknowledges at once after :data:`EAGER_ACK_BYTES` of
+delivered messages, so a sender's window never waits on that timer for bulk data.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from typing import Any
 from mpc.errors import ConfigError, FrameError, HandshakeFailed
 from transport.framing import (
     MAX_NAME_CHARS,
+    MIN_FRAME_BYTES,
     PROTOCOL_VERSION,
     AckHeader,
     ChunkHeader,
@@ -52,9 +61,12 @@ from transport.framing import (
     encode_message,
 )
 
-__all__ = ["Delivered", "Link"]
+__all__ = ["EAGER_ACK_BYTES", "Delivered", "Link"]
 
 _INSTANCE_BYTES = 16
+
+EAGER_ACK_BYTES = 1 << 20
+"""Wire bytes of delivered, unacknowledged messages above which an ACK is never delayed."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class Delivered:
 class _Outgoing:
     frames: tuple[bytes | memoryview, ...]
     nbytes: int
+    ack: int  # the acknowledgement piggybacked on the first frame
 
 
 class Link:
@@ -87,12 +100,22 @@ class Link:
         local: this party's name.
         peer: the peer's name.
         limits: size limits for frames and messages.
+        frame_bytes: size of the frames this link sends (at most ``limits.max_frame_bytes``,
+            the default); smaller frames keep the driver's copies of a frame in cache.
 
     Raises:
-        ConfigError: a name is not a str of 1 to 256 characters, or both names are equal.
+        ConfigError: a name is not a str of 1 to 256 characters, both names are equal, or
+            ``frame_bytes`` is below :data:`~transport.framing.MIN_FRAME_BYTES`.
     """
 
-    def __init__(self, local: str, peer: str, limits: FrameLimits | None = None) -> None:
+    def __init__(
+        self,
+        local: str,
+        peer: str,
+        limits: FrameLimits | None = None,
+        *,
+        frame_bytes: int | None = None,
+    ) -> None:
         for what, name in (("local", local), ("peer", peer)):
             if type(name) is not str or not 0 < len(name) <= MAX_NAME_CHARS:
                 raise ConfigError(f"{what} name must be a str of 1 to {MAX_NAME_CHARS} characters")
@@ -103,6 +126,9 @@ class Link:
         self.local = local
         self.peer = peer
         self.limits = limits or FrameLimits()
+        if frame_bytes is not None and (type(frame_bytes) is not int or frame_bytes < MIN_FRAME_BYTES):
+            raise ConfigError(f"frame_bytes must be an int >= {MIN_FRAME_BYTES}, got {frame_bytes!r}")
+        self._frame_bytes = frame_bytes
         self._instance = os.urandom(_INSTANCE_BYTES)
         self._peer_instance: bytes | None = None
         self._established = False
@@ -118,7 +144,9 @@ class Link:
         self._assembler_nbytes = 0
         self._ahead: dict[int, tuple[Delivered, int]] = {}  # seq -> (message, declared size)
         self._ahead_bytes = 0
-        self._ack_pending = False
+        self._ack_sent = 0  # highest acknowledgement handed out on this connection
+        self._ack_remind = False  # the peer resent a delivered message: acknowledge again
+        self._unacked_in_bytes = 0  # wire bytes delivered since the last acknowledgement
 
     # ----------------------------------------------------------------------- sending
 
@@ -133,8 +161,11 @@ class Link:
             FrameTooLarge: the encoded message exceeds ``limits.max_message_bytes``.
         """
         seq = self._next_send_seq
-        frames = encode_message(seq, session_id, tag, payload, self.limits)
-        message = _Outgoing(tuple(frames), sum(len(f) for f in frames))
+        ack = self._next_expected
+        frames = encode_message(
+            seq, session_id, tag, payload, self.limits, ack=ack, frame_bytes=self._frame_bytes
+        )
+        message = _Outgoing(tuple(frames), sum(len(f) for f in frames), ack)
         self._next_send_seq += 1
         self._unacked[seq] = message
         self._unacked_bytes += message.nbytes
@@ -142,11 +173,13 @@ class Link:
             self._to_send.append(seq)
         return message.nbytes
 
-    def data_to_send(self) -> list[bytes | memoryview]:
-        """Frames to write now, in order (chunks of queued messages, then a coalesced ack).
+    def data_to_send(self, *, flush_ack: bool = True) -> list[bytes | memoryview]:
+        """Frames to write now, in order (chunks of queued messages, then maybe an ACK).
 
-        Every message's frames are returned together, in sequence order; at most one ACK frame
-        ends the batch. Empty while no connection is established.
+        Every message's frames are returned together, in sequence order. The MSG frames carry
+        acknowledgements; if they do not acknowledge everything delivered, one ACK frame ends
+        the batch, unless ``flush_ack`` is false and less than :data:`EAGER_ACK_BYTES` is owed
+        (the ACK stays owed, see :attr:`ack_owed`). Empty while no connection is established.
         """
         if not self._established:
             return []
@@ -155,17 +188,33 @@ class Link:
             message = self._unacked.get(self._to_send.popleft())
             if message is not None:  # else acknowledged while queued
                 out.extend(message.frames)
-        if self._ack_pending:
+                if message.ack >= self._ack_sent:
+                    self._ack_sent = message.ack
+                    if message.ack == self._next_expected:
+                        self._ack_remind = False
+                        self._unacked_in_bytes = 0
+        if self.ack_owed and (flush_ack or self._unacked_in_bytes >= EAGER_ACK_BYTES):
             out.append(encode_ack(self._next_expected))
-            self._ack_pending = False
+            self._ack_sent = self._next_expected
+            self._ack_remind = False
+            self._unacked_in_bytes = 0
         return out
 
-    def _on_ack(self, header: AckHeader) -> None:
-        if header.next_seq > self._next_send_seq:
+    @property
+    def ack_owed(self) -> bool:
+        """Whether the peer has not been told everything delivered (an ACK is due)."""
+        return self._established and (self._ack_remind or self._next_expected > self._ack_sent)
+
+    @property
+    def ack_urgent(self) -> bool:
+        """Whether the owed ACK covers :data:`EAGER_ACK_BYTES` or more (it is never delayed)."""
+        return self.ack_owed and self._unacked_in_bytes >= EAGER_ACK_BYTES
+
+    def _check_ack(self, next_seq: int) -> None:
+        if next_seq > self._next_send_seq:
             raise FrameError(
-                f"ack of message {header.next_seq - 1}, but only {self._next_send_seq} were sent"
+                f"ack of message {next_seq - 1}, but only {self._next_send_seq} were sent"
             )
-        self._free_below(header.next_seq)
 
     def _free_below(self, next_seq: int) -> None:
         # One iteration per freed message.
@@ -194,11 +243,16 @@ class Link:
         header, data = decode_frame(frame, self.limits)
         current = self._assembler
         if isinstance(header, AckHeader):
-            self._on_ack(header)
+            self._check_ack(header.next_seq)
+            self._free_below(header.next_seq)
             return []
         if isinstance(header, MsgHeader):
+            if header.ack is not None:
+                self._check_ack(header.ack)
             if current is not None:
                 if header == current.header or header.seq < self._next_expected:
+                    if header.ack is not None:
+                        self._free_below(header.ack)
                     return []  # a repeated first frame, or a stale frame of a delivered message
                 raise FrameError(
                     f"message {header.seq} starts before message {current.header.seq} is complete"
@@ -207,6 +261,9 @@ class Link:
             if not discard:
                 self._check_room(header)
             current = MessageAssembler(header, data, self.limits, discard=discard)
+            # Valid: commit.
+            if header.ack is not None:
+                self._free_below(header.ack)
             self._assembler, self._assembler_nbytes = current, 0
         elif isinstance(header, ChunkHeader):
             if current is None or header.seq != current.header.seq:
@@ -237,7 +294,7 @@ class Link:
     def _complete(self, assembler: MessageAssembler, nbytes: int) -> list[Delivered]:
         header = assembler.header
         if assembler.discard:
-            self._ack_pending = True  # the peer resent something we have: remind it
+            self._ack_remind = True  # the peer resent something we have: remind it
             return []
         message = Delivered(header.session_id, header.tag, assembler.payload, nbytes)
         if header.seq != self._next_expected:
@@ -250,7 +307,7 @@ class Link:
         while self._next_expected in self._ahead:
             out.append(self._pop_ahead(self._next_expected))
             self._next_expected += 1
-        self._ack_pending = True
+        self._unacked_in_bytes += sum(m.nbytes for m in out)
         return out
 
     def _pop_ahead(self, seq: int) -> Delivered:
@@ -309,7 +366,9 @@ class Link:
         self._free_below(resume)
         self._to_send = deque(sorted(self._unacked))
         self._drop_partial()
-        self._ack_pending = False
+        self._ack_sent = self._next_expected  # our hello told the peer where we resume
+        self._ack_remind = False
+        self._unacked_in_bytes = 0
         self._established = True
 
     def connection_lost(self) -> None:
@@ -322,7 +381,7 @@ class Link:
         self._established = False
         self._to_send.clear()
         self._drop_partial()
-        self._ack_pending = False
+        self._ack_remind = False
 
     def _drop_partial(self) -> None:
         self._assembler = None

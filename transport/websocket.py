@@ -4,9 +4,12 @@ One :class:`WebsocketMesh` per node. It serves on the node's own address and kee
 websocket to every other member: the party whose name sorts lower (Python string order) dials,
 the higher one accepts. Each connection carries one :class:`~transport.link.Link`, which lives as
 long as the mesh and survives reconnects: on every new connection both sides first exchange link
-hellos, then a writer task drains :meth:`Link.data_to_send` into the websocket and a reader loop
-feeds received frames to :meth:`Link.receive_frame` and delivered messages to the
-:class:`~transport.router.Router`. A dropped connection is re-dialled (by the dialling side); the
+hellos, then a writer task drains :meth:`Link.data_to_send` into the websocket, while every
+received frame is fed, synchronously and in order as the connection parses it, to
+:meth:`Link.receive_frame` and delivered messages to the :class:`~transport.router.Router`
+(TLS decrypts into one reusable buffer per connection, :class:`_FrameReader`; a frame is a view
+of it, never copied before the Link copies its arrays out). Acknowledgements ride on outgoing
+data; one that nothing carries is sent alone after ``ack_delay``. A dropped connection is re-dialled (by the dialling side); the
 hello tells each Link where the peer resumes, so unacknowledged messages are resent and
 de-duplicated and a job goes on with nothing lost or repeated.
 
@@ -33,18 +36,23 @@ exponential backoff. Keepalive pings detect dead connections that TCP does not r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import secrets
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Generator, Sequence
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import DATA_OPCODES, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
+from websockets.streams import StreamReader
 
 from mpc.contracts import Channel, Payload
 from mpc.errors import (
@@ -76,6 +84,19 @@ _FRAME_SLACK = 64 * 1024
 _POLICY_VIOLATION = 1008
 _GOING_AWAY = 1001
 
+_MAX_EARLY_FRAMES = 8
+"""Data frames a connection buffers before the mesh attaches to it (the peer's hello and a few)."""
+
+_READ_CHUNK = 64 * 1024
+"""Least free space offered to the TLS layer for one read into the receive buffer."""
+
+_SEND_FRAME_BYTES = 1 << 20
+"""Size of the frames the mesh sends (receivers accept up to ``limits.max_frame_bytes``): each
+frame is copied several times on its way into TLS, and a frame of this size stays in cache."""
+
+_MIN_VIEW_BYTES = 1024
+"""Reads at least this long are returned as views of the receive buffer, shorter ones as bytes."""
+
 
 @dataclass
 class _Peer:
@@ -85,7 +106,7 @@ class _Peer:
     link: Link
     dials: bool
     state: str = "down"  # down | connecting | connected
-    ws: ClientConnection | ServerConnection | None = None
+    ws: _MeshWebsocket | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     progress: asyncio.Event = field(default_factory=asyncio.Event)
@@ -101,21 +122,222 @@ class _Peer:
     messages_dropped: int = 0
     refusals: int = 0
     last_error: str = ""
+    ack_timer: asyncio.TimerHandle | None = None
+    ack_due: bool = False
 
     @property
     def name(self) -> str:
         return self.info.name
 
 
-class _PinnedClientConnection(ClientConnection):
+@dataclass
+class _ConnState:
+    """Receive-side state of one connection (owned by the mesh's event loop)."""
+
+    hello: asyncio.Future[None]
+    state: str = "hello"  # hello | open | failed | closed
+    hello_frame: bytes | None = None  # a refused hello, to tell a restarted peer apart
+    reason: str | None = None  # why the mesh aborted the connection
+
+
+class _FrameReader(StreamReader):
+    """A websockets stream reader that lets TLS decrypt into one reusable buffer.
+
+    ``websockets``' own reader appends every received chunk to a ``bytearray`` and slices each
+    frame out of it (two copies into freshly allocated memory, plus the join of TLS records in
+    asyncio's SSL layer). This reader owns one buffer per connection, which the connection
+    offers to asyncio's SSL layer (:class:`asyncio.BufferedProtocol`), so records are decrypted
+    into it in place, and it returns long reads (frame payloads) as read-only views of it.
+
+    Lifetime rule: a view is valid until the next :meth:`get_buffer` or :meth:`feed_data`. The
+    connection processes every event of a chunk before it asks for the next one, and
+    :class:`_MeshConnection` consumes data frames synchronously (or copies them), so no view is
+    used after the buffer moves. Short reads (HTTP lines, control frames) are copies.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._array = np.empty(4 * _READ_CHUNK, dtype=np.uint8)
+        self._view = memoryview(self._array)
+        self._start = 0  # first unread byte
+        self._end = 0  # end of the received bytes
+
+    def _reserve(self, need: int) -> None:
+        """Make room for ``need`` more bytes after the unread ones (moves them: views die)."""
+        if len(self._view) - self._end >= need:
+            return
+        unread = self._end - self._start
+        if unread + need <= len(self._view):
+            self._array[:unread] = self._array[self._start : self._end]  # overlap-safe
+        else:  # grows to hold the largest frame once, then is reused
+            array = np.empty(max(2 * len(self._view), unread + need), dtype=np.uint8)
+            array[:unread] = self._array[self._start : self._end]
+            self._array, self._view = array, memoryview(array)
+        self._start, self._end = 0, unread
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """The free space where the TLS layer may write received bytes."""
+        if self._start == self._end:
+            self._start = self._end = 0
+        self._reserve(max(sizehint, _READ_CHUNK))
+        return self._view[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the last :meth:`get_buffer`."""
+        self._end += nbytes
+
+    def feed_data(self, data: bytes | bytearray) -> None:
+        if self.eof:
+            raise EOFError("stream ended")
+        n = len(data)
+        if n:
+            self._reserve(n)
+            self._view[self._end : self._end + n] = data
+            self._end += n
+
+    def _take(self, n: int) -> memoryview:
+        view = self._view[self._start : self._start + n]
+        self._start += n
+        return view
+
+    def read_line(
+        self, m: int, too_long_exc_type: type[Exception] = RuntimeError
+    ) -> Generator[None, None, bytearray]:
+        p = 0  # bytes known to hold no newline
+        while True:
+            n = bytes(self._view[self._start + p : self._end]).find(b"\n") + 1
+            if n > 0:
+                n += p
+                break
+            p = self._end - self._start
+            if p > m:
+                raise too_long_exc_type(f"read {p} bytes, expected no more than {m} bytes")
+            if self.eof:
+                raise EOFError(f"stream ends after {p} bytes, before end of line")
+            yield
+        if n > m:
+            raise too_long_exc_type(f"read {n} bytes, expected no more than {m} bytes")
+        return bytearray(self._take(n))
+
+    def read_exact(self, n: int) -> Generator[None, None, Any]:
+        while self._end - self._start < n:
+            if self.eof:
+                p = self._end - self._start
+                raise EOFError(f"stream ends after {p} bytes, expected {n} bytes")
+            yield
+        view = self._take(n)
+        return view.toreadonly() if n >= _MIN_VIEW_BYTES else bytes(view)
+
+    def read_to_eof(
+        self, m: int, too_long_exc_type: type[Exception] = RuntimeError
+    ) -> Generator[None, None, bytearray]:
+        while not self.eof:
+            p = self._end - self._start
+            if p > m:
+                raise too_long_exc_type(f"read {p} bytes, expected no more than {m} bytes")
+            yield
+        return bytearray(self._take(self._end - self._start))
+
+    def at_eof(self) -> Generator[None, None, bool]:
+        while True:
+            if self._end > self._start:
+                return False
+            if self.eof:
+                return True
+            yield
+
+    def discard(self) -> None:
+        self._start = self._end
+
+
+class _MeshConnection:
+    """Receive path shared by the mesh's client and server connections.
+
+    Installs :class:`_FrameReader` and hands every data frame, synchronously and in order, to
+    the callback given to :meth:`attach` (frames that arrive earlier are copied and kept, at
+    most :data:`_MAX_EARLY_FRAMES`). Data frames never enter ``websockets``' message queue, so
+    ``recv`` is not used on these connections.
+    """
+
+    protocol: Any
+    transport: Any
+
+    def _setup_receive(self) -> None:
+        self._on_frame: Callable[[Frame], None] | None = None
+        self._on_lost: Callable[[], None] | None = None
+        self._early: list[Frame] = []
+        protocol = self.protocol
+        # Nothing was received yet: restart the parser on our reader.
+        if protocol.state is State.CONNECTING and type(protocol.reader) is StreamReader:
+            protocol.reader = _FrameReader()
+            protocol.parser = protocol.parse()
+            next(protocol.parser)
+        self._scratch = bytearray()
+
+    def attach(self, on_frame: Callable[[Frame], None], on_lost: Callable[[], None]) -> None:
+        """Send data frames to ``on_frame`` from now on (earlier ones first); ``on_lost`` at the end."""
+        self._on_frame, self._on_lost = on_frame, on_lost
+        early, self._early = self._early, []
+        for frame in early:
+            on_frame(frame)
+
+    def get_buffer(self, sizehint: int) -> memoryview | bytearray:
+        reader = self.protocol.reader
+        if isinstance(reader, _FrameReader):
+            return reader.get_buffer(sizehint)
+        if len(self._scratch) < max(sizehint, _READ_CHUNK):
+            self._scratch = bytearray(max(sizehint, _READ_CHUNK))
+        return self._scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        reader = self.protocol.reader
+        if isinstance(reader, _FrameReader):
+            reader.buffer_updated(nbytes)
+            self.data_received(b"")  # type: ignore[attr-defined]  # runs the parser
+        else:
+            self.data_received(bytes(self._scratch[:nbytes]))  # type: ignore[attr-defined]
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame) and event.opcode in DATA_OPCODES:
+            if self._on_frame is not None:
+                self._on_frame(event)
+            elif len(self._early) < _MAX_EARLY_FRAMES:
+                self._early.append(dataclasses.replace(event, data=bytes(event.data)))
+            else:
+                self.transport.abort()  # a peer that floods before its hello is answered
+            return
+        super().process_event(event)  # type: ignore[misc]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)  # type: ignore[misc]
+        if self._on_lost is not None:
+            self._on_lost()
+
+
+class _MeshClientConnection(_MeshConnection, ClientConnection, asyncio.BufferedProtocol):
     """A client connection that checks the server's certificate pin before its HTTP request."""
 
     pin: tuple[Federation, str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_receive()
 
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
         federation, expected = self.pin
         verify_peer(self.transport.get_extra_info("ssl_object"), federation, expected)
         await super().handshake(*args, **kwargs)
+
+
+class _MeshServerConnection(_MeshConnection, ServerConnection, asyncio.BufferedProtocol):
+    """A server connection with the mesh's receive path."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_receive()
+
+
+_MeshWebsocket = _MeshClientConnection | _MeshServerConnection
 
 
 class WebsocketMesh:
@@ -144,6 +366,9 @@ class WebsocketMesh:
         backoff_max: cap of the delay between dial attempts.
         max_unacked_bytes: a send waits while this many bytes to a peer are unacknowledged.
         max_buffered_bytes: per-session bound on received, not yet consumed bytes.
+        ack_delay: seconds an acknowledgement may wait for outgoing data to carry it before it
+            is sent on its own (0: at once). Bulk data is acknowledged at once regardless
+            (:data:`transport.link.EAGER_ACK_BYTES`).
 
     Raises:
         ConfigError: invalid parameters, identity files or federation (see
@@ -167,6 +392,7 @@ class WebsocketMesh:
         backoff_max: float = 5.0,
         max_unacked_bytes: int = 64 << 20,
         max_buffered_bytes: int = 1 << 31,
+        ack_delay: float = 0.01,
     ) -> None:
         for label, value in (
             ("recv_timeout", recv_timeout),
@@ -180,6 +406,9 @@ class WebsocketMesh:
             raise ConfigError("ping_interval must be positive or None")
         if max_unacked_bytes < 1:
             raise ConfigError("max_unacked_bytes must be positive")
+        if not ack_delay >= 0:
+            raise ConfigError(f"ack_delay must be non-negative, got {ack_delay!r}")
+        self._ack_delay = float(ack_delay)
         self._identity = identity
         self._federation = federation
         self._local = federation.by_name(identity.name)
@@ -201,7 +430,7 @@ class WebsocketMesh:
         self._max_size = self._limits.max_frame_bytes + _FRAME_SLACK
         self._faults: FaultInjector | None = faults.injector() if faults is not None else None
         self._peers: dict[str, _Peer] = {
-            p.name: _Peer(p, Link(self.local_name, p.name, self._limits), dials=self.local_name < p.name)
+            p.name: _Peer(p, self._new_link(p.name), dials=self.local_name < p.name)
             for p in federation.others(self.local_name)
         }
         self.router = Router(
@@ -265,6 +494,7 @@ class WebsocketMesh:
                 ssl=self._server_ctx,
                 compression=None,
                 process_request=self._process_request,
+                create_connection=_MeshServerConnection,
                 server_header=None,
                 open_timeout=self._open_timeout,
                 ping_interval=self._ping_interval,
@@ -410,7 +640,7 @@ class WebsocketMesh:
         pin = (self._federation, p.name)
 
         def factory(*args: Any, **kwargs: Any) -> ClientConnection:
-            conn = _PinnedClientConnection(*args, **kwargs)
+            conn = _MeshClientConnection(*args, **kwargs)
             conn.pin = pin
             return conn
 
@@ -498,11 +728,11 @@ class WebsocketMesh:
             # The peer re-dialled: the connection we hold is dead to it. Replace it.
             self._log.info("%s: %s reconnected; dropping the previous connection", self.local_name, p.name)
             old.transport.abort()
-        await self._run_connection(p, conn)
+        await self._run_connection(p, conn)  # type: ignore[arg-type]  # made by serve()
 
     # -- one connection ---------------------------------------------------------------------------
 
-    async def _run_connection(self, p: _Peer, ws: ClientConnection | ServerConnection) -> bool:
+    async def _run_connection(self, p: _Peer, ws: _MeshWebsocket) -> bool:
         """Drive one authenticated connection to ``p`` until it closes.
 
         Returns:
@@ -513,44 +743,148 @@ class WebsocketMesh:
                 await ws.close(_GOING_AWAY, "node stopping")
                 return False
             p.ws = ws
+            conn = _ConnState(asyncio.get_running_loop().create_future())
             reason = "closed"
             try:
-                if not await self._exchange_hello(p, ws):
+                if not await self._exchange_hello(p, ws, conn):
                     return False
                 self._mark_up(p)
-                reason = await self._pump(p, ws)
+                reason = await self._pump(p, ws, conn)
                 return True
             finally:
+                conn.state = "closed"  # frames still arriving on it are ignored
+                if not conn.hello.done():
+                    conn.hello.cancel()
                 p.ws = None
                 p.link.connection_lost()
+                self._cancel_ack_timer(p)
                 if self._faults is not None:
                     self._faults.connection_lost(self.local_name, p.name)
                 if p.state == "connected":
                     self._mark_down(p, reason)
 
-    async def _exchange_hello(self, p: _Peer, ws: ClientConnection | ServerConnection) -> bool:
-        """Exchange link hellos; returns whether the connection may carry messages."""
+    async def _exchange_hello(self, p: _Peer, ws: _MeshWebsocket, conn: _ConnState) -> bool:
+        """Exchange link hellos; returns whether the connection may carry messages.
+
+        The peer's hello is processed by :meth:`_on_frame` as soon as it arrives, so the frames
+        that follow it are handled in order.
+        """
         try:
-            await ws.send(p.link.hello())
-            first = await asyncio.wait_for(ws.recv(), self._open_timeout)
-            if isinstance(first, str):
-                raise HandshakeFailed("hello is not a binary frame")
-            try:
-                p.link.receive_hello(first)
-            except HandshakeFailed:
-                self._replace_link_if_peer_restarted(p, first)
-                raise
+            hello = p.link.hello()
+            ws.attach(
+                functools.partial(self._on_frame, p, ws, conn),
+                functools.partial(self._on_lost, conn),
+            )
+            await ws.send(hello)
+            await asyncio.wait_for(asyncio.shield(conn.hello), self._open_timeout)
         except HandshakeFailed as exc:
+            if conn.hello_frame is not None:
+                self._replace_link_if_peer_restarted(p, conn.hello_frame)
             p.refusals += 1
             self._refused += 1
             self._note_error(p, f"refused {p.name} ({_remote(ws)}): bad hello: {exc}", logging.WARNING)
             await ws.close(_POLICY_VIOLATION, "handshake failed")
             return False
-        except (ConnectionClosed, TimeoutError) as exc:
+        except (ConnectionClosed, TimeoutError, TransportError) as exc:
+            conn.state = "failed"
             self._note_error(p, f"connection to {p.name} lost during hello: {type(exc).__name__}", logging.INFO)
             ws.transport.abort()
             return False
         return True
+
+    def _on_lost(self, conn: _ConnState) -> None:
+        if not conn.hello.done():
+            conn.hello.set_exception(TransportError("connection lost"))
+            conn.hello.exception()  # retrieved: nobody may be waiting any more
+
+    def _on_frame(self, p: _Peer, ws: _MeshWebsocket, conn: _ConnState, frame: Frame) -> None:
+        """A data frame arrived on ``ws`` (called synchronously by the connection, in order)."""
+        if conn.state == "open":
+            try:
+                self._on_data_frame(p, ws, conn, frame)
+            except Exception as exc:  # a bug here must not reach websockets' protocol callbacks
+                self._log.error(
+                    "%s: connection to %s failed: %r", self.local_name, p.name, exc, exc_info=exc
+                )
+                self._abort(ws, conn, f"error: {type(exc).__name__}")
+        elif conn.state == "hello":
+            try:
+                if frame.opcode is not Opcode.BINARY or not frame.fin:
+                    raise HandshakeFailed("hello is not a binary frame")
+                try:
+                    p.link.receive_hello(frame.data)
+                except HandshakeFailed:
+                    conn.hello_frame = bytes(frame.data)
+                    raise
+            except HandshakeFailed as exc:
+                conn.state = "failed"
+                conn.hello.set_exception(exc)
+                return
+            conn.state = "open"
+            conn.hello.set_result(None)
+
+    def _on_data_frame(self, p: _Peer, ws: _MeshWebsocket, conn: _ConnState, frame: Frame) -> None:
+        """Feed a received frame to the link and delivered messages to the router."""
+        p.frames_received += 1
+        if frame.opcode is not Opcode.BINARY or not frame.fin:
+            p.frames_dropped += 1
+            if frame.opcode is Opcode.TEXT and frame.fin:
+                self._log.warning("%s: dropped a text frame from %s", self.local_name, p.name)
+                return
+            # Our peers never fragment: a fragment cannot be a Link frame.
+            self._note_error(
+                p, f"dropped a fragmented message from {p.name} and the connection", logging.WARNING
+            )
+            self._abort(ws, conn, "aborted")
+            return
+        p.bytes_received += len(frame.data)
+        try:
+            delivered = p.link.receive_frame(frame.data)
+        except MPCError as exc:
+            # The stream cannot resynchronise by itself after a bad frame (a chunk may be
+            # missing): drop the connection; the next hello resends what was not delivered.
+            p.frames_dropped += 1
+            self._note_error(
+                p, f"dropped a bad frame from {p.name} and the connection: {exc}", logging.WARNING
+            )
+            self._abort(ws, conn, "aborted")
+            return
+        p.progress.set()
+        for message in delivered:
+            try:
+                self.router.deliver(p.name, message)
+            except MPCError as exc:
+                p.messages_dropped += 1
+                self._note_error(
+                    p, f"dropped a message from {p.name} ({message.session_id!r}): {exc}", logging.WARNING
+                )
+        if p.link.ack_owed:
+            if self._ack_delay == 0 or p.link.ack_urgent:
+                p.wake.set()
+            elif p.ack_timer is None:
+                p.ack_timer = asyncio.get_running_loop().call_later(self._ack_delay, self._ack_due, p)
+
+    def _abort(self, ws: _MeshWebsocket, conn: _ConnState, reason: str) -> None:
+        conn.state = "closed"
+        conn.reason = reason
+        ws.transport.abort()
+
+    def _ack_due(self, p: _Peer) -> None:
+        """The delayed acknowledgement's timer fired: the writer sends it now."""
+        p.ack_timer = None
+        p.ack_due = True
+        p.wake.set()
+
+    def _cancel_ack_timer(self, p: _Peer) -> None:
+        if p.ack_timer is not None:
+            p.ack_timer.cancel()
+            p.ack_timer = None
+        p.ack_due = False
+
+    def _new_link(self, peer: str) -> Link:
+        return Link(
+            self.local_name, peer, self._limits, frame_bytes=min(self._limits.max_frame_bytes, _SEND_FRAME_BYTES)
+        )
 
     def _replace_link_if_peer_restarted(self, p: _Peer, hello: bytes) -> None:
         """If a fresh link accepts a hello that ours refused, the peer restarted: start over.
@@ -560,13 +894,13 @@ class WebsocketMesh:
         closed because the peer refuses our stale hello, and the next one starts both links
         afresh.
         """
-        fresh = Link(self.local_name, p.name, self._limits)
+        fresh = self._new_link(p.name)
         try:
             fresh.receive_hello(hello)
         except HandshakeFailed:
             return  # the hello is bad for any link: a plain refusal
         lost = p.link.pending_messages
-        p.link = Link(self.local_name, p.name, self._limits)
+        p.link = self._new_link(p.name)
         self.router.fail_peer(p.name, PeerUnavailable(f"{p.name} restarted", peer=p.name))
         self.router.restore_peer(p.name)
         self._log.warning(
@@ -576,18 +910,18 @@ class WebsocketMesh:
             lost,
         )
 
-    async def _pump(self, p: _Peer, ws: ClientConnection | ServerConnection) -> str:
-        """Run the reader and the writer until either ends; returns why the connection ended."""
+    async def _pump(self, p: _Peer, ws: _MeshWebsocket, conn: _ConnState) -> str:
+        """Run the writer until it or the connection ends; returns why the connection ended."""
         writer = asyncio.create_task(self._writer(p, ws), name=f"write:{self.local_name}->{p.name}")
-        reader = asyncio.create_task(self._reader(p, ws), name=f"read:{self.local_name}<-{p.name}")
+        closed = asyncio.create_task(self._until_closed(ws, conn), name=f"read:{self.local_name}<-{p.name}")
         try:
-            done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({writer, closed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (writer, reader):
+            for task in (writer, closed):
                 task.cancel()
-            results = await asyncio.gather(writer, reader, return_exceptions=True)
+            results = await asyncio.gather(writer, closed, return_exceptions=True)
         reason = "closed"
-        for task, result in zip((writer, reader), results):
+        for task, result in zip((writer, closed), results):
             if task in done and isinstance(result, str):
                 reason = result
             elif task in done and isinstance(result, BaseException) and not isinstance(
@@ -598,16 +932,37 @@ class WebsocketMesh:
                 )
                 reason = f"error: {type(result).__name__}"
                 ws.transport.abort()
+        if conn.reason is not None:
+            reason = conn.reason
         if reason != "aborted" and ws.state is not State.CLOSED:
             await ws.close()
         return reason
 
-    async def _writer(self, p: _Peer, ws: ClientConnection | ServerConnection) -> str:
-        """Write the link's frames as binary messages (``ws.send`` waits for the TCP drain)."""
+    async def _until_closed(self, ws: _MeshWebsocket, conn: _ConnState) -> str:
+        """Wait for the connection to end (frames are handled by :meth:`_on_frame`)."""
+        await ws.wait_closed()
+        if conn.reason is not None:
+            return conn.reason
+        return "closed" if ws.protocol.close_rcvd is not None else "lost"
+
+    async def _writer(self, p: _Peer, ws: _MeshWebsocket) -> str:
+        """Write the link's frames as binary messages (``ws.send`` waits for the TCP drain).
+
+        An acknowledgement that outgoing data does not carry waits up to ``ack_delay`` (the
+        timer set by :meth:`_on_data_frame`) for data to carry it.
+        """
         try:
             while True:
-                frames = p.link.data_to_send()
+                link = p.link
+                flush = p.ack_due or self._ack_delay == 0
+                p.ack_due = False
+                frames = link.data_to_send(flush_ack=flush)
+                if p.ack_timer is not None and not link.ack_owed:
+                    p.ack_timer.cancel()
+                    p.ack_timer = None
                 if not frames:
+                    if link.ack_owed and p.ack_timer is None:
+                        p.ack_timer = asyncio.get_running_loop().call_later(self._ack_delay, self._ack_due, p)
                     p.wake.clear()
                     await p.wake.wait()
                     continue
@@ -617,7 +972,7 @@ class WebsocketMesh:
         except ConnectionClosed:
             return "closed"
 
-    async def _write(self, p: _Peer, ws: ClientConnection | ServerConnection, frame: bytes | memoryview) -> bool:
+    async def _write(self, p: _Peer, ws: _MeshWebsocket, frame: bytes | memoryview) -> bool:
         if self._faults is None:
             await ws.send(frame)
             p.bytes_sent += len(frame)
@@ -635,41 +990,6 @@ class WebsocketMesh:
                 ws.transport.abort()
                 return False
         return True
-
-    async def _reader(self, p: _Peer, ws: ClientConnection | ServerConnection) -> str:
-        """Feed received frames to the link and delivered messages to the router."""
-        try:
-            while True:
-                frame = await ws.recv()
-                p.frames_received += 1
-                if isinstance(frame, str):
-                    p.frames_dropped += 1
-                    self._log.warning("%s: dropped a text frame from %s", self.local_name, p.name)
-                    continue
-                p.bytes_received += len(frame)
-                try:
-                    delivered = p.link.receive_frame(frame)
-                except MPCError as exc:
-                    # The stream cannot resynchronise by itself after a bad frame (a chunk may be
-                    # missing): drop the connection; the next hello resends what was not delivered.
-                    p.frames_dropped += 1
-                    self._note_error(
-                        p, f"dropped a bad frame from {p.name} and the connection: {exc}", logging.WARNING
-                    )
-                    ws.transport.abort()
-                    return "aborted"
-                p.progress.set()
-                p.wake.set()  # the link may owe the peer an acknowledgement
-                for message in delivered:
-                    try:
-                        self.router.deliver(p.name, message)
-                    except MPCError as exc:
-                        p.messages_dropped += 1
-                        self._note_error(
-                            p, f"dropped a message from {p.name} ({message.session_id!r}): {exc}", logging.WARNING
-                        )
-        except ConnectionClosed as exc:
-            return "closed" if exc.rcvd is not None else "lost"
 
     # -- peer state ----------------------------------------------------------------------------------
 

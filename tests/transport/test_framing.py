@@ -184,6 +184,20 @@ def test_payload_level_roundtrip_keeps_arrays_out_of_band(prg: PRG) -> None:
     assert same_array(payload[0], out[0]) and same_array(payload[1]["k"], out[1]["k"])
 
 
+def test_piggybacked_ack_roundtrips_and_does_not_change_the_message(prg: PRG) -> None:
+    payload = {"x": prg.uint64(3000)}
+    plain = encode_message(5, "s", "t", payload, SMALL)
+    acked = encode_message(5, "s", "t", payload, SMALL, ack=1 << 40)
+    assert len(plain) == len(acked) > 1
+    h_plain, h_acked = decode_message(plain, SMALL)[0], decode_message(acked, SMALL)[0]
+    assert h_plain.ack is None and h_acked.ack == 1 << 40
+    assert h_plain == h_acked  # the ack takes no part in comparisons
+    assert np.array_equal(decode_message(acked, SMALL)[1]["x"], payload["x"])
+    assert all(len(f) <= SMALL.max_frame_bytes for f in acked)
+    with pytest.raises(FrameError):
+        encode_message(0, "s", "t", 1, ack=-1)
+
+
 def test_ack_and_hello_roundtrip() -> None:
     header, data = decode_frame(encode_ack(42), SMALL)
     assert header == AckHeader(42) and len(data) == 0
@@ -305,6 +319,10 @@ def test_bad_session_ids_and_tags(name: Any) -> None:
         raw_frame([1, 0, b"s", "t", 1, 0, 1], b"\xc0"),
         raw_frame([1, 0, "s", 7, 1, 0, 1], b"\xc0"),
         raw_frame([1, 0, "s", "t", 1, 0], b"\xc0"),
+        raw_frame([1, 0, "s", "t", 1, 0, 1, -1], b"\xc0"),  # negative piggybacked ack
+        raw_frame([1, 0, "s", "t", 1, 0, 1, "1"], b"\xc0"),  # ack of the wrong type
+        raw_frame([1, 0, "s", "t", 1, 0, 1, 1 << 63], b"\xc0"),
+        raw_frame([1, 0, "s", "t", 1, 0, 1, 0, 0], b"\xc0"),  # 9 fields
         raw_frame([2, 0, 5, 1, 4], b"\x00"),  # chunk past the message end
         raw_frame([2, 0, 0, 0, 4]),  # chunk without data
         raw_frame([2, 0, 0, 2, 4], b"\x00"),  # truncated chunk

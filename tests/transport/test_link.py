@@ -23,7 +23,7 @@ from transport.framing import (
     encode_hello,
     encode_message,
 )
-from transport.link import Delivered, Link
+from transport.link import EAGER_ACK_BYTES, Delivered, Link
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 SMALL = FrameLimits(max_frame_bytes=64 * 1024)
@@ -115,15 +115,68 @@ def test_one_coalesced_ack_per_batch_frees_memory(prg: PRG) -> None:
     assert b.data_to_send() == [] and a.data_to_send() == []
 
 
-def test_ack_rides_after_the_data_of_the_same_batch() -> None:
+def test_ack_rides_on_the_data_sent_back() -> None:
+    a, b = pair()
+    a.send("s", "t", 1)
+    feed(b, a.data_to_send())
+    assert b.ack_owed
+    b.send("s", "back", 2)
+    out = b.data_to_send()
+    assert kinds(out) == [MsgHeader]  # the MSG frame carries the ack: no ACK frame
+    assert decode_frame(out[0], SMALL)[0].ack == 1
+    assert not b.ack_owed
+    assert [d.payload for d in feed(a, out)] == [2]
+    assert a.unacked_bytes == 0
+
+
+def test_ack_sent_after_the_data_that_does_not_cover_it() -> None:
+    a, b = pair()
+    b.send("s", "early", 0)  # carries ack 0: sent before anything arrived
+    a.send("s", "t", 1)
+    feed(b, a.data_to_send())
+    out = b.data_to_send()
+    assert kinds(out) == [MsgHeader, AckHeader]
+    assert decode_frame(out[-1], SMALL)[0] == AckHeader(1)
+    feed(a, out)
+    assert a.unacked_bytes == 0 and not b.ack_owed
+
+
+def test_delayed_ack_waits_for_data_or_a_flush(prg: PRG) -> None:
+    a, b = pair()
+    a.send("s", "t0", 1)
+    feed(b, a.data_to_send())
+    assert b.data_to_send(flush_ack=False) == [] and b.ack_owed  # the ACK waits
+    assert kinds(b.data_to_send()) == [AckHeader] and not b.ack_owed  # the timer flushed it
+    a.send("s", "t1", 2)
+    feed(b, a.data_to_send())
+    b.send("s", "back", 3)
+    assert kinds(b.data_to_send(flush_ack=False)) == [MsgHeader] and not b.ack_owed
+    # Bulk data is acknowledged at once, whatever the driver's delay.
+    a.send("s", "big", prg.uint64(EAGER_ACK_BYTES // 8))
+    feed(b, a.data_to_send())
+    acks = b.data_to_send(flush_ack=False)
+    assert kinds(acks) == [AckHeader]
+    feed(a, acks)
+    assert a.pending_messages == 0
+
+
+def test_piggybacked_ack_of_a_message_never_sent_is_refused() -> None:
+    a, b = pair()
+    bad = encode_message(0, "s", "t", 1, SMALL, ack=1)  # b never sent anything
+    before = state(b)
+    with pytest.raises(FrameError, match="ack"):
+        b.receive_frame(bad[0])
+    assert state(b) == before
+
+
+def test_duplicate_first_frame_still_acknowledges() -> None:
     a, b = pair()
     a.send("s", "t", 1)
     feed(b, a.data_to_send())
     b.send("s", "back", 2)
     out = b.data_to_send()
-    assert kinds(out) == [MsgHeader, AckHeader]
-    assert [d.payload for d in feed(a, out)] == [2]
-    assert a.unacked_bytes == 0
+    assert len(feed(a, out)) == 1 and a.pending_messages == 0
+    assert feed(a, out) == []  # a repeat of a delivered message: dropped
 
 
 def test_partial_acks_free_only_acknowledged_messages() -> None:
@@ -354,9 +407,9 @@ def test_many_reconnects_interleaved_with_traffic(prg: PRG) -> None:
         else:
             received += feed(b, frames_a[cut:])
             back += feed(a, frames_b[cut % (len(frames_b) + 1) :])
-    for _ in range(3):  # drain the resends and the final acks
-        received += pump(a, b)
-        back += pump(b, a)
+    for _ in range(3):  # drain the resends and the final acks, both ways
+        received += feed(b, a.data_to_send())
+        back += feed(a, b.data_to_send())
     assert [d.tag for d in received] == [f"t{i}" for i in range(12)]
     assert all(np.array_equal(d.payload, p) for d, p in zip(received, expected))
     assert [d.payload for d in back] == list(range(12))
