@@ -9,11 +9,18 @@ Every function is pure (returns new arrays, never modifies its arguments) and fo
 broadcasting. The products are exact modulo 2^128: the 64x64 -> 128-bit product of the low
 limbs is formed from 32-bit halves, each partial product fitting in a uint64; matrix products
 split both operands into 16-bit limbs and multiply them in float64 (exact while the inner
-dimension is at most 2^21, checked) so they run on BLAS.
+dimension is at most 2^21, checked) so they run on BLAS, except small ones (at most 2^14
+scalar products), which are elementwise products summed over the inner axis.
+
+Small arrays (the rounds of training and comparisons) cost per numpy call rather than per
+element, so the operations avoid Python overhead where they can: results are built without
+re-validating limbs computed here, and same-shape operands skip the broadcasting bookkeeping.
 """
 
 from __future__ import annotations
 
+import builtins
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -34,6 +41,7 @@ __all__ = [
     "sub",
     "neg",
     "mul",
+    "add_products",
     "mul_u64",
     "mul_wide_u64",
     "shl",
@@ -43,6 +51,7 @@ __all__ = [
     "sum",
     "matmul",
     "dot_u64",
+    "dot_u64_parts",
     "concatenate",
     "stack",
     "take_along_axis",
@@ -55,6 +64,11 @@ _MASK64 = (1 << 64) - 1
 _S32 = np.uint64(32)
 _MAX_MATMUL_INNER = 1 << 21  # 16-bit limb products summed over k stay below 2^53 (exact float64)
 _MAX_SUM_COUNT = 1 << 32  # 32-bit halves summed in uint64 without overflow
+_SMALL_MATMUL = 1 << 14  # products (batch * m * k * n) up to which matmul is elementwise
+_MASK16 = np.uint64(0xFFFF)
+_SHIFTS16 = np.arange(0, 64, 16, dtype=np.uint64)
+_SHIFTS32 = np.array([[0], [32]], dtype=np.uint64)
+_SMALL_DOT = 1 << 11  # elements up to which dot_u64 takes limb dot products (fewer steps)
 
 
 class Z128:
@@ -107,28 +121,31 @@ class Z128:
         return self.lo.size
 
     def __getitem__(self, index: Any) -> Z128:
-        return Z128(self.lo[index], self.hi[index])
+        lo = self.lo[index]
+        if isinstance(lo, np.ndarray):
+            return _z(lo, self.hi[index])
+        return Z128(lo, self.hi[index])  # an integer index of every axis: numpy scalars
 
     def reshape(self, *shape: Any) -> Z128:
         """The same elements in another shape (numpy ``reshape`` semantics)."""
-        return Z128(self.lo.reshape(*shape), self.hi.reshape(*shape))
+        return _z(self.lo.reshape(*shape), self.hi.reshape(*shape))
 
     def transpose(self, *axes: Any) -> Z128:
         """Permuted axes (numpy ``transpose`` semantics)."""
-        return Z128(self.lo.transpose(*axes), self.hi.transpose(*axes))
+        return _z(self.lo.transpose(*axes), self.hi.transpose(*axes))
 
     @property
     def T(self) -> Z128:  # noqa: N802 (numpy name)
         """The transpose (reversed axes)."""
-        return Z128(self.lo.T, self.hi.T)
+        return _z(self.lo.T, self.hi.T)
 
     def broadcast_to(self, shape: tuple[int, ...]) -> Z128:
         """A read-only broadcast view of ``shape``."""
-        return Z128(np.broadcast_to(self.lo, shape), np.broadcast_to(self.hi, shape))
+        return _z(np.broadcast_to(self.lo, shape), np.broadcast_to(self.hi, shape))
 
     def copy(self) -> Z128:
         """A contiguous, writable copy."""
-        return Z128(np.array(self.lo, copy=True), np.array(self.hi, copy=True))
+        return _z(np.array(self.lo, copy=True), np.array(self.hi, copy=True))
 
     def __add__(self, other: Z128) -> Z128:
         return add(self, other)
@@ -159,12 +176,27 @@ def _as_limb(x: object) -> np.ndarray:
     return np.asarray(x)
 
 
+_new = object.__new__
+
+
+def _z(lo: np.ndarray, hi: np.ndarray) -> Z128:
+    """A :class:`Z128` from limbs that are uint64 arrays of one shape by construction (unchecked).
+
+    The ring operations build their results with it: validating limbs they have just computed
+    costs more than the arithmetic on the small arrays of a training round.
+    """
+    z = _new(Z128)
+    z.lo = lo
+    z.hi = hi
+    return z
+
+
 # -- construction and conversion -------------------------------------------------------------
 
 
 def zeros(shape: int | tuple[int, ...] = ()) -> Z128:
     """The zero element, in ``shape``."""
-    return Z128(np.zeros(shape, dtype=_U64), np.zeros(shape, dtype=_U64))
+    return _z(np.zeros(shape, dtype=_U64), np.zeros(shape, dtype=_U64))
 
 
 def from_u64(x: np.ndarray) -> Z128:
@@ -172,7 +204,7 @@ def from_u64(x: np.ndarray) -> Z128:
     lo = np.asarray(x)
     if lo.dtype != _U64:
         raise ConfigError(f"from_u64 needs a uint64 array, got {lo.dtype}")
-    return Z128(lo, np.zeros(lo.shape, dtype=_U64))
+    return _z(lo, np.zeros(lo.shape, dtype=_U64))
 
 
 def from_i64(x: np.ndarray) -> Z128:
@@ -247,11 +279,15 @@ def blocked(kernel: Callable[..., Z128], *operands: Z128) -> Z128:
     Returns:
         ``kernel(*operands)``, computed block by block.
     """
-    shape = np.broadcast_shapes(*(o.shape for o in operands))
-    size = int(np.prod(shape, dtype=np.int64))
+    shape = operands[0].shape
+    for o in operands:
+        if o.shape != shape:
+            shape = np.broadcast_shapes(*(o.shape for o in operands))
+            break
     if shape == ():
         # numpy turns 0-d results into scalars, whose arithmetic warns on wrap-around.
         return kernel(*(o.reshape(1) for o in operands)).reshape(())
+    size = math.prod(shape)
     if size <= 2 * _BLOCK:
         return kernel(*operands)
     axis = int(np.argmax(shape))
@@ -268,7 +304,7 @@ def blocked(kernel: Callable[..., Z128], *operands: Z128) -> Z128:
         part = kernel(*(v[where] for v in views))
         lo[where] = part.lo
         hi[where] = part.hi
-    return Z128(lo, hi)
+    return _z(lo, hi)
 
 
 def _add(a: Z128, b: Z128) -> Z128:
@@ -276,7 +312,7 @@ def _add(a: Z128, b: Z128) -> Z128:
     carry = (lo < a.lo).view(np.uint8)
     hi = a.hi + b.hi
     hi += carry
-    return Z128(lo, hi)
+    return _z(lo, hi)
 
 
 def _sub(a: Z128, b: Z128) -> Z128:
@@ -284,7 +320,7 @@ def _sub(a: Z128, b: Z128) -> Z128:
     borrow = (a.lo < b.lo).view(np.uint8)
     hi = a.hi - b.hi
     hi -= borrow
-    return Z128(lo, hi)
+    return _z(lo, hi)
 
 
 def _neg(a: Z128) -> Z128:
@@ -292,28 +328,27 @@ def _neg(a: Z128) -> Z128:
     borrow = (a.lo != 0).view(np.uint8)
     hi = -a.hi
     hi -= borrow
-    return Z128(lo, hi)
+    return _z(lo, hi)
 
 
 def _mul_wide(a: np.ndarray, b: np.ndarray) -> Z128:
+    # a b = a0 b0 + 2^32 (a1 b0 + a0 b1) + 2^64 a1 b1 with 32-bit halves; every partial sum
+    # below stays under 2^64 ((2^32 - 1)^2 + 2 (2^32 - 1) = 2^64 - 1).
     a0 = a & _MASK32
     a1 = a >> _S32
     b0 = b & _MASK32
     b1 = b >> _S32
-    p01 = a0 * b1
-    p10 = a1 * b0
+    t = a0 * b0
+    t >>= _S32
+    t += a1 * b0
+    w = t & _MASK32
+    w += a0 * b1
     hi = a1 * b1
-    mid = a0 * b0
-    mid >>= _S32
-    mid += p01 & _MASK32
-    mid += p10 & _MASK32
-    mid >>= _S32
-    p01 >>= _S32
-    p10 >>= _S32
-    hi += p01
-    hi += p10
-    hi += mid
-    return Z128(a * b, hi)
+    t >>= _S32
+    hi += t
+    w >>= _S32
+    hi += w
+    return _z(a * b, hi)
 
 
 def _mul(a: Z128, b: Z128) -> Z128:
@@ -331,12 +366,27 @@ def _mul_u64(a: Z128, c: Z128) -> Z128:
 
 def add(a: Z128, b: Z128) -> Z128:
     """``a + b mod 2^128`` (elementwise, broadcasting)."""
+    shape = a.lo.shape
+    if shape and shape == b.lo.shape and a.lo.size <= 2 * _BLOCK:  # the common case, directly
+        return _add(a, b)
     return blocked(_add, a, b)
 
 
 def sub(a: Z128, b: Z128) -> Z128:
     """``a - b mod 2^128`` (elementwise, broadcasting)."""
+    shape = a.lo.shape
+    if shape and shape == b.lo.shape and a.lo.size <= 2 * _BLOCK:
+        return _sub(a, b)
     return blocked(_sub, a, b)
+
+
+def add_products(c: Z128, a1: Z128, b1: Z128, a2: Z128, b2: Z128) -> Z128:
+    """``c + a1 * b1 + a2 * b2 mod 2^128`` in one blocked pass (elementwise, broadcasting)."""
+    return blocked(_add_products, c, a1, b1, a2, b2)
+
+
+def _add_products(c: Z128, a1: Z128, b1: Z128, a2: Z128, b2: Z128) -> Z128:
+    return _add(_add(c, _mul(a1, b1)), _mul(a2, b2))
 
 
 def neg(a: Z128) -> Z128:
@@ -359,7 +409,7 @@ def mul_u64(a: Z128, c: np.ndarray) -> Z128:
     c = np.asarray(c)
     if c.dtype != _U64:
         raise ConfigError(f"mul_u64 needs a uint64 multiplier, got {c.dtype}")
-    return blocked(_mul_u64, a, Z128(c, np.zeros((), dtype=_U64)))
+    return blocked(_mul_u64, a, _z(c, c))  # _mul_u64 reads only the low limb of its multiplier
 
 
 def shl(a: Z128, bits: int) -> Z128:
@@ -368,11 +418,11 @@ def shl(a: Z128, bits: int) -> Z128:
     if bits == 0:
         return a.copy()
     if bits >= 64:
-        return Z128(np.zeros(a.shape, dtype=_U64), a.lo << np.uint64(bits - 64))
+        return _z(np.zeros(a.shape, dtype=_U64), _nd(a.lo << np.uint64(bits - 64)))
     s = np.uint64(bits)
     hi = a.hi << s
     hi |= a.lo >> np.uint64(64 - bits)
-    return Z128(a.lo << s, hi)
+    return _z(_nd(a.lo << s), _nd(hi))
 
 
 def shr(a: Z128, bits: int) -> Z128:
@@ -381,11 +431,16 @@ def shr(a: Z128, bits: int) -> Z128:
     if bits == 0:
         return a.copy()
     if bits >= 64:
-        return Z128(a.hi >> np.uint64(bits - 64), np.zeros(a.shape, dtype=_U64))
+        return _z(_nd(a.hi >> np.uint64(bits - 64)), np.zeros(a.shape, dtype=_U64))
     s = np.uint64(bits)
     lo = a.lo >> s
     lo |= a.hi << np.uint64(64 - bits)
-    return Z128(lo, a.hi >> s)
+    return _z(_nd(lo), _nd(a.hi >> s))
+
+
+def _nd(x: np.ndarray) -> np.ndarray:
+    """``x`` as an array (numpy returns scalars for 0-d operands)."""
+    return x if isinstance(x, np.ndarray) else np.asarray(x)
 
 
 def _check_shift(bits: int) -> int:
@@ -410,14 +465,30 @@ def sum(a: Z128, axis: int | tuple[int, ...] | None = None) -> Z128:  # noqa: A0
     Raises:
         ConfigError: more than 2^32 elements are summed into one (split the sum).
     """
-    count = a.size if axis is None else int(np.prod([a.shape[i] for i in np.atleast_1d(axis)]))
+    if isinstance(axis, int):
+        count = a.shape[axis]
+    elif isinstance(axis, tuple):
+        count = math.prod(a.shape[i] for i in axis)
+    else:
+        count = a.size if axis is None else int(np.prod([a.shape[i] for i in np.atleast_1d(axis)]))
     if count >= _MAX_SUM_COUNT:
         raise ConfigError("sum of 2^32 or more elements; split it")
-    lo0 = (a.lo & _MASK32).sum(axis=axis, dtype=_U64)
-    lo1 = (a.lo >> _S32).sum(axis=axis, dtype=_U64)
-    hi = np.asarray(a.hi.sum(axis=axis, dtype=_U64))
+    reduce = np.add.reduce
+    lo0 = _nd(reduce(a.lo & _MASK32, axis=axis, dtype=_U64))
+    lo1 = _nd(reduce(a.lo >> _S32, axis=axis, dtype=_U64))
+    hi = _nd(reduce(a.hi, axis=axis, dtype=_U64))
     # total = lo0 + 2^32 * lo1 + 2^64 * hi, with lo0 and lo1 below 2^64.
-    return add(Z128(np.asarray(lo0), hi), shl(from_u64(np.asarray(lo1)), 32))
+    return blocked(_join_halves, _z(lo0, hi), _z(lo1, lo1))
+
+
+def _join_halves(a: Z128, b: Z128) -> Z128:
+    """``a + 2^32 b.lo`` (``b.hi`` unused): the halves of a sum put back together."""
+    low = b.lo << _S32
+    lo = a.lo + low
+    hi = b.lo >> _S32
+    hi += a.hi
+    hi += (lo < low).view(np.uint8)
+    return _z(lo, hi)
 
 
 def dot_u64(a: Z128, c: np.ndarray) -> Z128:
@@ -431,12 +502,66 @@ def dot_u64(a: Z128, c: np.ndarray) -> Z128:
     c = np.asarray(c)
     if c.dtype != _U64 or a.ndim != 1 or c.shape != a.shape:
         raise ConfigError("dot_u64 needs a 1-d Z128 and uint64 coefficients of the same length")
+    if a.size <= _SMALL_DOT:
+        return _dot_small(a, c)
+    if a.size <= _BLOCK:
+        return sum(_mul_u64(a, _z(c, c)))
     total = zeros(1)
     # A loop over blocks, not elements.
     for start in range(0, a.size, _BLOCK):
-        part = _mul_u64(a[start : start + _BLOCK], Z128(c[start : start + _BLOCK], np.zeros((), dtype=_U64)))
+        part = _mul_u64(a[start : start + _BLOCK], _z(c[start : start + _BLOCK], c[start : start + _BLOCK]))
         total = _add(total, sum(part).reshape(1))
     return total.reshape(())
+
+
+def dot_u64_parts(parts: Sequence[Z128], c: np.ndarray) -> Z128:
+    """:func:`dot_u64` of the concatenated flat elements of ``parts`` with ``c`` (a 0-d result).
+
+    Consecutive small parts are joined into runs of up to 2^15 elements first, so that a long
+    list of small arrays (e.g. every opening of a training job before its MAC check) costs a
+    few vectorized steps per run instead of per array; large parts are not copied.
+
+    Raises:
+        ConfigError: ``c`` is not a 1-d uint64 array as long as the parts together.
+    """
+    c = np.asarray(c)
+    if c.dtype != _U64 or c.ndim != 1 or c.size != builtins.sum(p.size for p in parts):
+        raise ConfigError("dot_u64_parts needs uint64 coefficients, one per element of the parts")
+    total = zeros(())
+    run: list[Z128] = []
+    run_size = pos = 0
+    # A loop over the parts, not their elements; None flushes the last run.
+    for part in [*parts, None]:
+        flat = None if part is None else part.reshape(-1)
+        if run and (flat is None or run_size + flat.size > _BLOCK):
+            joined = run[0] if len(run) == 1 else concatenate(run)
+            total = add(total, dot_u64(joined, c[pos : pos + run_size]))
+            pos += run_size
+            run, run_size = [], 0
+        if flat is not None:
+            run.append(flat)
+            run_size += flat.size
+    return total
+
+
+def _dot_small(a: Z128, c: np.ndarray) -> Z128:
+    """:func:`dot_u64` of a few elements (at most 2^16) in a few vectorized steps.
+
+    ``a.lo`` is cut into 32-bit halves and ``c`` into 16-bit limbs: each of the 8 limb dot
+    products sums products below 2^48, so it is exact in uint64 (below 2^64 for 2^16 terms);
+    the high limb only matters modulo 2^64 (it is weighted by 2^64).
+    """
+    halves = (a.lo >> _SHIFTS32) & _MASK32  # (2, n)
+    limbs = (c >> _SHIFTS16[:, None]) & _MASK16  # (4, n)
+    parts = np.add.reduce(halves[:, None, :] * limbs, axis=2).tolist()  # [p][q]: weight 2^(32 p + 16 q)
+    high = int(np.add.reduce(a.hi * c, dtype=_U64))  # wraps modulo 2^64, as wanted
+    total = high << 64
+    # A loop over the 8 limb products, not elements.
+    for p, row in enumerate(parts):
+        for q, v in enumerate(row):
+            total += v << (32 * p + 16 * q)
+    total &= MODULUS - 1
+    return _z(np.asarray(np.uint64(total & _MASK64)), np.asarray(np.uint64(total >> 64)))
 
 
 def _limbs16(x: Z128) -> list[np.ndarray]:
@@ -444,17 +569,18 @@ def _limbs16(x: Z128) -> list[np.ndarray]:
     out = []
     for word in (x.lo, x.hi):
         for j in range(4):
-            out.append(((word >> np.uint64(16 * j)) & np.uint64(0xFFFF)).astype(np.float64))
+            out.append(((word >> np.uint64(16 * j)) & _MASK16).astype(np.float64))
     return out
 
 
 def matmul(a: Z128, b: Z128) -> Z128:
     """``a @ b mod 2^128`` with numpy ``matmul`` semantics (1-d operands, batch dimensions).
 
-    Both operands are split into eight 16-bit limbs; the limb products of total weight below
-    2^128 (36 of the 64 pairs) are float64 matrix products, exact because every entry is a sum
-    of at most 2^21 products below 2^32. Limbs that are zero everywhere (e.g. the high limb of
-    a public 64-bit matrix) are skipped.
+    Small products (at most 2^14 scalar products) are elementwise 128-bit products summed over
+    the inner axis. Otherwise both operands are split into eight 16-bit limbs; the limb products
+    of total weight below 2^128 (36 of the 64 pairs) are float64 matrix products, exact
+    because every entry is a sum of at most 2^21 products below 2^32. Limbs that are zero
+    everywhere (e.g. the high limb of a public 64-bit matrix) are skipped.
 
     Raises:
         ConfigError: the inner dimension exceeds 2^21 or the shapes do not match.
@@ -464,10 +590,12 @@ def matmul(a: Z128, b: Z128) -> Z128:
     inner = a.shape[-1]
     if inner > _MAX_MATMUL_INNER:
         raise ConfigError("matmul inner dimension above 2^21")
+    out_shape = _matmul_shape(a.shape, b.shape)
+    if math.prod(out_shape) * inner <= _SMALL_MATMUL:
+        return _matmul_small(a, b, out_shape)
     la, lb = _limbs16(a), _limbs16(b)
     nz_a = [bool(limb.any()) for limb in la]
     nz_b = [bool(limb.any()) for limb in lb]
-    out_shape = _matmul_shape(a.shape, b.shape)
     # T_t = sum_{p+q=t} A_p @ B_q, each below 8 * 2^53 = 2^56: exact in uint64 after rounding.
     weights: list[np.ndarray | None] = [None] * 8
     for p in range(8):
@@ -484,6 +612,19 @@ def matmul(a: Z128, b: Z128) -> Z128:
         if w is not None:
             total = add(total, shl(from_u64(np.asarray(w)), 16 * t))
     return total
+
+
+def _matmul_small(a: Z128, b: Z128, out_shape: tuple[int, ...]) -> Z128:
+    """``a @ b`` as elementwise products summed over the inner axis (few elements: no BLAS).
+
+    ``out_shape`` (from :func:`_matmul_shape`) already vouches for the shapes.
+    """
+    a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
+    b2 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
+    # (..., m, k, 1) * (..., 1, k, n), summed over k
+    x = _z(a2.lo[..., None], a2.hi[..., None])
+    y = _z(b2.lo[..., None, :, :], b2.hi[..., None, :, :])
+    return sum(_mul(x, y), axis=-2).reshape(out_shape)
 
 
 def _matmul_shape(sa: tuple[int, ...], sb: tuple[int, ...]) -> tuple[int, ...]:
@@ -508,7 +649,7 @@ def concatenate(parts: Sequence[Z128], axis: int = 0) -> Z128:
     """Join arrays along an existing axis (numpy semantics)."""
     if not parts:
         raise ConfigError("concatenate of no arrays")
-    return Z128(
+    return _z(
         np.concatenate([p.lo for p in parts], axis=axis),
         np.concatenate([p.hi for p in parts], axis=axis),
     )
@@ -518,7 +659,7 @@ def stack(parts: Sequence[Z128], axis: int = 0) -> Z128:
     """Join arrays along a new axis (numpy semantics)."""
     if not parts:
         raise ConfigError("stack of no arrays")
-    return Z128(np.stack([p.lo for p in parts], axis=axis), np.stack([p.hi for p in parts], axis=axis))
+    return _z(np.stack([p.lo for p in parts], axis=axis), np.stack([p.hi for p in parts], axis=axis))
 
 
 def take_along_axis(a: Z128, indices: np.ndarray, axis: int) -> Z128:
@@ -526,4 +667,4 @@ def take_along_axis(a: Z128, indices: np.ndarray, axis: int) -> Z128:
     idx = np.asarray(indices)
     if idx.dtype.kind not in "iu":
         raise ConfigError("take_along_axis needs integer indices")
-    return Z128(np.take_along_axis(a.lo, idx, axis=axis), np.take_along_axis(a.hi, idx, axis=axis))
+    return _z(np.take_along_axis(a.lo, idx, axis=axis), np.take_along_axis(a.hi, idx, axis=axis))

@@ -166,18 +166,23 @@ def window_steps(
     gt, pt = cmp.ltz_leaves(cv[-1:].T)
     width = n_t * m
     last = slice(chunks - 1, chunks)
-    a_top = cmp.select(gt[:, -1].reshape(1, width, 4), r0t[last], r1t[last], qt[last], party_id, key_share)
-    b_top = cmp.select(pt[:, -1].reshape(1, width, 4), r0t[last], r1t[last], qt[last], party_id, key_share)
-    g = sh.concatenate([g[: chunks - 1], a_top], axis=0)
-    p = sh.concatenate([p[: chunks - 1], b_top], axis=0)
+    ab_top = cmp.select(np.stack([gt[:, -1], pt[:, -1]]), r0t[last], r1t[last], qt[last], party_id, key_share)
+    g = sh.concatenate([g[: chunks - 1], ab_top[0:1]], axis=0)
+    p = sh.concatenate([p[: chunks - 1], ab_top[1:2]], axis=0)
     level = chunks
     while level > 1:  # the carry tree of protocols.spdz.compare (lt only)
         pairs = level // 2
         hi, lo = slice(1, 2 * pairs, 2), slice(0, 2 * pairs, 2)
-        pg, pp = yield from cmp.multiply_steps(prep, [p[hi], p[hi][1:]], [g[lo], p[lo][1:]])
-        rest = slice(2 * pairs, level)
-        g = sh.concatenate([sh.add(g[hi], pg), g[rest]], axis=0)
-        p = sh.concatenate([p[1:2], pp, p[rest]], axis=0)  # row 0's p is never used
+        p_hi, p_lo = p[hi], p[lo]
+        pg, pp = yield from cmp.multiply_steps(prep, [p_hi, p_hi[1:]], [g[lo], p_lo[1:]])
+        g_next = sh.add(g[hi], pg)
+        if 2 * pairs < level:  # an odd top element passes up unchanged
+            rest = slice(2 * pairs, level)
+            g = sh.concatenate([g_next, g[rest]], axis=0)
+            p = sh.concatenate([p[1:2], pp, p[rest]], axis=0)  # row 0's p is never used
+        else:
+            g = g_next
+            p = sh.concatenate([p[1:2], pp], axis=0)
         level -= pairs
     return g.reshape(n_t, *shape)
 

@@ -71,6 +71,7 @@ Memory: a batch holds its masks' bits, the leaves and one level's products at on
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Generator
 
@@ -151,13 +152,19 @@ def select(table: np.ndarray, r0: AuthShare, r1: AuthShare, q: AuthShare, party_
     """``[F(r0 + 2 r1)]`` for a public table ``F`` (uint64 ``(..., 4)``), given ``[q] = [r0 r1]``.
 
     ``F(v) = F0 + (F1 - F0) r0 + (F2 - F0) r1 + (F3 - F2 - F1 + F0) r0 r1`` on bits (exact,
-    modulo 2^64): a local linear combination.
+    modulo 2^64): a local linear combination, computed as one product of the stacked
+    ``[1], [r0], [r1], [q]`` with the stacked coefficients and a sum. ``r0``, ``r1`` and ``q``
+    have one shape, which broadcasts with ``table.shape[:-1]`` (the result's shape).
     """
-    f0, f1, f2, f3 = (np.ascontiguousarray(table[..., i]) for i in range(4))
-    out = sh.mul_public(r0, f1 - f0)  # uint64 arithmetic wraps: coefficients mod 2^64
-    out = sh.add(out, sh.mul_public(r1, f2 - f0))
-    out = sh.add(out, sh.mul_public(q, f3 - f2 - f1 + f0))
-    return sh.add_public(out, f0, party_id, key_share)
+    f0, f1, f2, f3 = (table[..., i] for i in range(4))
+    coeffs = np.stack([f0, f1 - f0, f2 - f0, f3 - f2 - f1 + f0])  # uint64 arithmetic wraps: mod 2^64
+    if not r0.shape == r1.shape == q.shape:
+        raise ConfigError("select needs bit shares of one shape")
+    shape = np.broadcast_shapes(r0.shape, coeffs.shape[1:])
+    one = sh.unit(party_id, key_share).reshape((1,) * r0.ndim).broadcast_to(r0.shape)
+    terms = sh.stack([one, r0, r1, q]).reshape(4, *([1] * (len(shape) - r0.ndim)), *r0.shape)
+    weights = coeffs.reshape(4, *([1] * (len(shape) - table.ndim + 1)), *coeffs.shape[1:])
+    return sh.mul_public(terms, weights).sum(axis=0)
 
 
 def _bit_tables(cv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -259,8 +266,8 @@ def _beaver_close(triple: Triple, x: AuthShare, d: Z128, e: Z128, shapes: list[t
     z = online.beaver_product("mul", d, e, x, triple)
     out, pos = [], 0
     for shape in shapes:
-        size = int(np.prod(shape, dtype=np.int64))
-        out.append(AuthShare(z.data[:, pos : pos + size].reshape(2, *shape)))
+        size = math.prod(shape)
+        out.append(AuthShare._of(z.data[:, pos : pos + size].reshape(2, *shape)))
         pos += size
     return out
 
@@ -275,9 +282,8 @@ def multiply_steps(prep: SpdzPreprocessing, left: list[AuthShare], right: list[A
 
 
 def _choose(index: np.ndarray, choices: list[Z128]) -> Z128:
-    """Elementwise ``choices[index]`` (index broadcast over the share/MAC axis): a local gather."""
-    idx = np.broadcast_to(index, choices[0].shape)
-    return Z128(np.choose(idx, [c.lo for c in choices]), np.choose(idx, [c.hi for c in choices]))
+    """Elementwise ``choices[index]`` (``index`` of the choices' shape): a local gather."""
+    return Z128(np.choose(index, [c.lo for c in choices]), np.choose(index, [c.hi for c in choices]))
 
 
 def gather_leaves(
@@ -292,13 +298,13 @@ def gather_leaves(
     """
     u1, u2 = sh.sub(r0, q), sh.sub(r1, q)
     s1 = sh.add(u1, r1)  # [v >= 1] = r0 + r1 - q
-    u0 = sh.add_public(sh.neg(s1), np.uint64(1), party_id, key_share)
-    index = cv.astype(np.intp)
-    p = AuthShare(_choose(index, [u0.data, u1.data, u2.data, q.data]))
+    u0 = sh.sub(sh.unit(party_id, key_share), s1)
+    index = np.broadcast_to(cv.astype(np.intp), q.data.shape)
+    p = AuthShare._of(_choose(index, [u0.data, u1.data, u2.data, q.data]))
     if not want.lt:
         return None, p
     zero = r128.zeros(q.data.shape)
-    g = AuthShare(_choose(index, [s1.data, r1.data, q.data, zero]))
+    g = AuthShare._of(_choose(index, [s1.data, r1.data, q.data, zero]))
     return g, p
 
 
@@ -351,10 +357,9 @@ def compare_steps(
         # the top leaf is (A, B) instead of (g, p): a table on the top chunk only
         gt, pt = ltz_leaves(cv[-1:].T)
         top = slice(CHUNKS - 1, CHUNKS)
-        a_top = select(gt[:, -1].reshape(1, m, 4), r0[top], r1[top], q[top], party_id, key_share)
-        b_top = select(pt[:, -1].reshape(1, m, 4), r0[top], r1[top], q[top], party_id, key_share)
-        g = sh.concatenate([leaf_g[: CHUNKS - 1], a_top], axis=0)
-        p = sh.concatenate([leaf_p[: CHUNKS - 1], b_top], axis=0)
+        ab_top = select(np.stack([gt[:, -1], pt[:, -1]]), r0[top], r1[top], q[top], party_id, key_share)
+        g = sh.concatenate([leaf_g[: CHUNKS - 1], ab_top[0:1]], axis=0)
+        p = sh.concatenate([leaf_p[: CHUNKS - 1], ab_top[1:2]], axis=0)
 
     width = CHUNKS
     while width > 1:
@@ -370,13 +375,15 @@ def compare_steps(
             right_ops.append(e[lo])
         products = yield from multiply_steps(prep, left_ops, right_ops)
         rest = slice(2 * pairs, width)  # an odd top element passes up unchanged
+        odd = 2 * pairs < width
         if g is not None and p is not None:
             pg, pp = products[0], products[1]
-            g = sh.concatenate([sh.add(g[hi], pg), g[rest]], axis=0)
+            g_next = sh.add(g[hi], pg)
+            g = sh.concatenate([g_next, g[rest]], axis=0) if odd else g_next
             # row 0 of p belongs to the lowest node, whose p is never used: any value will do
-            p = sh.concatenate([p[1:2], pp, p[rest]], axis=0)
+            p = sh.concatenate([p[1:2], pp, p[rest]] if odd else [p[1:2], pp], axis=0)
         if e is not None:
-            e = sh.concatenate([products[-1], e[rest]], axis=0)
+            e = sh.concatenate([products[-1], e[rest]], axis=0) if odd else products[-1]
         width -= pairs
 
     results = [r.reshape(m) for r in (g, e) if r is not None]

@@ -67,20 +67,20 @@ def _join(a: AuthShare | np.ndarray | None, b: AuthShare | np.ndarray | None) ->
     if a is None or b is None:
         return None
     if isinstance(a, AuthShare) and isinstance(b, AuthShare):
-        return AuthShare(r128.concatenate([a.data, b.data], axis=1))
+        return AuthShare._of(r128.concatenate([a.data, b.data], axis=1))
     return np.concatenate([a, b])  # type: ignore[list-item]
 
 
 def _head(c: AuthShare | np.ndarray | None, n: int) -> AuthShare | np.ndarray | None:
     if c is None:
         return None
-    return AuthShare(c.data[:, :n]) if isinstance(c, AuthShare) else c[:n]
+    return AuthShare._of(c.data[:, :n]) if isinstance(c, AuthShare) else c[:n]
 
 
 def _tail(c: AuthShare | np.ndarray | None, n: int) -> AuthShare | np.ndarray | None:
     if c is None:
         return None
-    return AuthShare(c.data[:, n:]) if isinstance(c, AuthShare) else c[n:]
+    return AuthShare._of(c.data[:, n:]) if isinstance(c, AuthShare) else c[n:]
 
 
 class InsecureDealer:

@@ -89,10 +89,6 @@ def beaver_masks(x: AuthShare, y: AuthShare, triple: Triple) -> tuple[AuthShare,
     return sh.sub(x, triple.a), sh.sub(y, triple.b)
 
 
-def _fused_mul(c: Z128, b: Z128, x: Z128, d: Z128, e: Z128) -> Z128:
-    return r128.add(r128.add(c, r128.mul(d, b)), r128.mul(x, e))
-
-
 def beaver_product(op: str, d: Z128, e: Z128, x: AuthShare, triple: Triple) -> AuthShare:
     """``[z] = [c] + d (op) [b] + [x] (op) e``: this party's share of ``x (op) y``.
 
@@ -105,7 +101,7 @@ def beaver_product(op: str, d: Z128, e: Z128, x: AuthShare, triple: Triple) -> A
     """
     if op == "mul":
         # One pass over cache-sized blocks for share and MAC rows together.
-        return AuthShare(r128.blocked(_fused_mul, triple.c.data, triple.b.data, x.data, d[None], e[None]))
+        return AuthShare(r128.add_products(triple.c.data, d[None], triple.b.data, x.data, e[None]))
     if op not in BILINEAR:
         raise ConfigError(f"unknown bilinear operation {op!r}")
     f = BILINEAR[op]

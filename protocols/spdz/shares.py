@@ -19,6 +19,7 @@ shares outside the engine skips the MAC check. Applications use the engine's sec
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -34,6 +35,7 @@ __all__ = [
     "sub",
     "neg",
     "add_public",
+    "unit",
     "mul_public",
     "shl",
     "concatenate",
@@ -41,6 +43,10 @@ __all__ = [
     "flat_concat",
     "split_flat",
 ]
+
+
+_new = object.__new__
+_set = object.__setattr__
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +63,14 @@ class AuthShare:
     def __post_init__(self) -> None:
         if not isinstance(self.data, Z128) or self.data.ndim < 1 or self.data.shape[0] != 2:
             raise ConfigError("an AuthShare holds a Z128 of shape (2, *shape)")
+
+    @staticmethod
+    def _of(data: Z128) -> AuthShare:
+        """Wrap ``data`` without validation: for results of this module's operations, whose
+        ``(2, *shape)`` layout holds by construction (internal; the public constructor checks)."""
+        out = _new(AuthShare)
+        _set(out, "data", data)
+        return out
 
     @classmethod
     def from_parts(cls, share: Z128, mac: Z128) -> AuthShare:
@@ -94,12 +108,15 @@ class AuthShare:
 
     def __getitem__(self, index: Any) -> AuthShare:
         idx = index if isinstance(index, tuple) else (index,)
-        return AuthShare(self.data[(slice(None), *idx)])
+        data = self.data[(slice(None), *idx)]
+        if data.shape[:1] != (2,):  # e.g. advanced indices around a slice move their axis first
+            raise ConfigError("this index would mix the share and MAC rows")
+        return _of(data)
 
     def reshape(self, *shape: Any) -> AuthShare:
         """The shared array reshaped (numpy semantics, ``-1`` allowed)."""
         target = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return AuthShare(self.data.reshape(2, *target))
+        return _of(self.data.reshape(2, *target))
 
     def transpose(self, axes: Sequence[int] | None = None) -> AuthShare:
         """Permuted axes of the shared array (reversed when ``axes`` is ``None``)."""
@@ -107,7 +124,7 @@ class AuthShare:
         order = tuple(range(nd))[::-1] if axes is None else tuple(int(a) % nd for a in axes) if nd else ()
         if sorted(order) != list(range(nd)):
             raise ConfigError(f"invalid axes {axes} for {nd} dimensions")
-        return AuthShare(self.data.transpose(0, *(a + 1 for a in order)))
+        return _of(self.data.transpose(0, *(a + 1 for a in order)))
 
     def broadcast_to(self, shape: tuple[int, ...]) -> AuthShare:
         """A read-only view broadcast to ``shape`` (numpy rules: new axes in front)."""
@@ -116,7 +133,7 @@ class AuthShare:
             np.broadcast_shapes(self.shape, target)
         except ValueError:
             raise ConfigError(f"cannot broadcast {self.shape} to {target}") from None
-        return AuthShare(_aligned(self.data, len(target)).broadcast_to((2, *target)))
+        return _of(_aligned(self.data, len(target)).broadcast_to((2, *target)))
 
     def sum(self, axis: int | tuple[int, ...] | None = None) -> AuthShare:
         """Sum over ``axis`` of the shared array (all axes when ``None``)."""
@@ -129,15 +146,17 @@ class AuthShare:
                 raise ConfigError(f"axis {axis} out of range for {nd} dimensions")
             axes = tuple(sorted({a % nd + 1 for a in raw}))
         if not axes:
-            return AuthShare(self.data.copy())
-        return AuthShare(r128.sum(self.data, axis=axes))
+            return _of(self.data.copy())
+        return _of(r128.sum(self.data, axis=axes))
 
     def copy(self) -> AuthShare:
         """A contiguous, writable copy."""
-        return AuthShare(self.data.copy())
+        return _of(self.data.copy())
 
 
 # -- local linear operations -------------------------------------------------------------------
+
+_of = AuthShare._of
 
 
 def _aligned(data: Z128, ndim: int) -> Z128:
@@ -149,6 +168,8 @@ def _aligned(data: Z128, ndim: int) -> Z128:
 
 
 def _pair_operands(a: AuthShare, b: AuthShare) -> tuple[Z128, Z128]:
+    if a.data.shape == b.data.shape:
+        return a.data, b.data
     nd = max(a.ndim, b.ndim)
     try:
         np.broadcast_shapes(a.shape, b.shape)
@@ -160,18 +181,18 @@ def _pair_operands(a: AuthShare, b: AuthShare) -> tuple[Z128, Z128]:
 def add(a: AuthShare, b: AuthShare) -> AuthShare:
     """``[a + b]`` (numpy broadcasting)."""
     x, y = _pair_operands(a, b)
-    return AuthShare(r128.add(x, y))
+    return _of(r128.add(x, y))
 
 
 def sub(a: AuthShare, b: AuthShare) -> AuthShare:
     """``[a - b]`` (numpy broadcasting)."""
     x, y = _pair_operands(a, b)
-    return AuthShare(r128.sub(x, y))
+    return _of(r128.sub(x, y))
 
 
 def neg(a: AuthShare) -> AuthShare:
     """``[-a]``."""
-    return AuthShare(r128.neg(a.data))
+    return _of(r128.neg(a.data))
 
 
 def _public_u64(c: Any) -> np.ndarray:
@@ -193,23 +214,43 @@ def add_public(a: AuthShare, c: Any, party_id: int, key_share: np.ndarray) -> Au
         key_share: this party's MAC key share ``alpha_i`` (uint64, 0-d).
     """
     cu = _public_u64(c)
+    if cu.ndim == 0:  # one public value: its (value, MAC) pair in Python integers
+        delta = _scalar_pair(int(cu), party_id, key_share)
+        return _of(r128.add(a.data, delta.reshape(2, *([1] * a.ndim))))
     nd = max(a.ndim, cu.ndim)
     lifted = r128.from_u64(cu)
     value = lifted if party_id == 0 else r128.zeros(cu.shape)
     delta = r128.stack([value, r128.mul_u64(lifted, np.asarray(key_share, dtype=np.uint64))])
-    return AuthShare(r128.add(_aligned(a.data, nd), _aligned(delta, nd)))
+    return _of(r128.add(_aligned(a.data, nd), _aligned(delta, nd)))
+
+
+def _scalar_pair(c: int, party_id: int, key_share: np.ndarray) -> Z128:
+    """``(c at party 0 else 0, alpha_i * c mod 2^128)`` for a public ``c`` in [0, 2^64): shape ``(2,)``."""
+    mac = c * int(np.asarray(key_share, dtype=np.uint64).reshape(()))  # below 2^128
+    return Z128(
+        np.array([c if party_id == 0 else 0, mac & _MASK64], dtype=np.uint64),
+        np.array([0, mac >> 64], dtype=np.uint64),
+    )
+
+
+def unit(party_id: int, key_share: np.ndarray) -> AuthShare:
+    """``[1]``, the public one as a (trivial) authenticated sharing of shape ``()``."""
+    return _of(_scalar_pair(1, party_id, key_share))
+
+
+_MASK64 = (1 << 64) - 1
 
 
 def mul_public(a: AuthShare, c: Any) -> AuthShare:
     """``[a * c]`` for a public ``c`` in Z_2^64 (uint64, elementwise, broadcasting)."""
     cu = _public_u64(c)
     nd = max(a.ndim, cu.ndim)
-    return AuthShare(r128.mul_u64(_aligned(a.data, nd), cu))
+    return _of(r128.mul_u64(_aligned(a.data, nd), cu))
 
 
 def shl(a: AuthShare, bits: int) -> AuthShare:
     """``[a * 2^bits]`` for ``0 <= bits < 128`` (bits beyond 64 only move the MAC-only bits)."""
-    return AuthShare(r128.shl(a.data, bits))
+    return _of(r128.shl(a.data, bits))
 
 
 def concatenate(parts: Sequence[AuthShare], axis: int = 0) -> AuthShare:
@@ -219,7 +260,7 @@ def concatenate(parts: Sequence[AuthShare], axis: int = 0) -> AuthShare:
     nd = parts[0].ndim
     if nd == 0 or not -nd <= axis < nd:
         raise ConfigError(f"axis {axis} out of range for {nd} dimensions")
-    return AuthShare(r128.concatenate([p.data for p in parts], axis=axis % nd + 1))
+    return _of(r128.concatenate([p.data for p in parts], axis=axis % nd + 1))
 
 
 def stack(parts: Sequence[AuthShare], axis: int = 0) -> AuthShare:
@@ -229,14 +270,14 @@ def stack(parts: Sequence[AuthShare], axis: int = 0) -> AuthShare:
     nd = parts[0].ndim + 1
     if not -nd <= axis < nd:
         raise ConfigError(f"axis {axis} out of range for {nd} dimensions")
-    return AuthShare(r128.stack([p.data for p in parts], axis=axis % nd + 1))
+    return _of(r128.stack([p.data for p in parts], axis=axis % nd + 1))
 
 
 def flat_concat(parts: Sequence[AuthShare]) -> AuthShare:
     """All elements of ``parts`` as one flat shared vector (for batching opens)."""
     if not parts:
-        return AuthShare(r128.zeros((2, 0)))
-    return AuthShare(r128.concatenate([p.data.reshape(2, -1) for p in parts], axis=1))
+        return _of(r128.zeros((2, 0)))
+    return _of(r128.concatenate([p.data.reshape(2, -1) for p in parts], axis=1))
 
 
 def split_flat(flat: Z128, shapes: Sequence[tuple[int, ...]]) -> list[Z128]:
@@ -244,7 +285,7 @@ def split_flat(flat: Z128, shapes: Sequence[tuple[int, ...]]) -> list[Z128]:
     out = []
     pos = 0
     for shape in shapes:
-        size = int(np.prod(shape, dtype=np.int64))
+        size = math.prod(shape)
         out.append(flat[pos : pos + size].reshape(shape))
         pos += size
     if pos != flat.size:

@@ -214,3 +214,54 @@ def test_dot_u64_matches_python(prg: PRG, size: int) -> None:
     assert got == sum(int(x) * int(y) for x, y in zip(ai, c.tolist())) % M
     with pytest.raises(ConfigError):
         r.dot_u64(a, c[:-1] if size else np.zeros(1, dtype=np.uint64))
+
+
+@pytest.mark.parametrize("sa,sb", [((2, 40, 30), (30, 20)), ((1, 64, 31), (2, 31, 1)), ((5, 3), (3,)), ((3,), (3, 4))])
+def test_matmul_small_and_limb_paths_agree(
+    prg: PRG, sa: tuple[int, ...], sb: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = rand128(prg, sa), rand128(prg, sb)
+    expected = _matmul_reference(r.to_int(a), r.to_int(b))
+    for threshold in (0, 1 << 30):  # every product by BLAS limbs, then every one elementwise
+        monkeypatch.setattr(r, "_SMALL_MATMUL", threshold)
+        got = r.matmul(a, b)
+        assert isinstance(got.lo, np.ndarray) and got.lo.dtype == np.uint64
+        assert np.array_equal(np.asarray(r.to_int(got), dtype=object), np.asarray(expected, dtype=object))
+
+
+@pytest.mark.parametrize("size", [2048, 2049])
+def test_dot_u64_extremes_at_the_small_path_limit(size: int) -> None:
+    a = r.from_int([M - 1] * size)
+    c = np.full(size, (1 << 64) - 1, dtype=np.uint64)
+    assert int(r.to_int(r.dot_u64(a, c))[()]) == size * (M - 1) * ((1 << 64) - 1) % M
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [3, 0, 5], [20_000, 20_000, 1], [40_000], [1, 70_001, 2]])
+def test_dot_u64_parts_equals_dot_of_the_concatenation(prg: PRG, sizes: list[int]) -> None:
+    parts = [rand128(prg, (n,)) for n in sizes]
+    if len(parts) > 1:
+        parts[1] = parts[1].reshape(1, -1)  # any shapes, read flat
+    c = prg.uint64(sum(sizes))
+    flat = r.concatenate([p.reshape(-1) for p in parts]) if parts else r.zeros(0)
+    got = r.dot_u64_parts(parts, c)
+    want = r.dot_u64(flat, c)
+    assert got.shape == () and ints(got) == ints(want)
+    with pytest.raises(ConfigError):
+        r.dot_u64_parts(parts, np.zeros(sum(sizes) + 1, dtype=np.uint64))
+
+
+def test_add_products_matches_python(prg: PRG) -> None:
+    c, a1, b2 = rand128(prg, (2, 7)), rand128(prg, (1, 7)), rand128(prg, (1, 7))
+    b1, a2 = rand128(prg, (2, 7)), rand128(prg, (2, 7))
+    got = r.to_int(r.add_products(c, a1, b1, a2, b2))
+    ci, a1i, b1i, a2i, b2i = (r.to_int(v) for v in (c, a1, b1, a2, b2))
+    assert np.array_equal(np.asarray(got, dtype=object), (ci + a1i * b1i + a2i * b2i) % M)
+
+
+def test_results_of_0d_operands_hold_arrays() -> None:
+    x = r.from_int([5, M - 1])
+    ones = np.ones(2, dtype=np.uint64)
+    for z in (x[0], r.shl(x[1], 3), r.shr(x[1], 70), r.sum(x), r.add(x[0], x[1]), r.dot_u64(x, ones)):
+        assert z.shape == () and isinstance(z.lo, np.ndarray) and isinstance(z.hi, np.ndarray)
+    assert ints(r.shl(x[1], 3)) == [(M - 1) * 8 % M]
+    assert ints(r.shr(x[1], 70)) == [(M - 1) >> 70]

@@ -102,6 +102,24 @@ def test_leaf_tables_match_the_plain_circuit(prg: PRG) -> None:
     np.testing.assert_array_equal(e[:, 0], (x == 0).astype(np.uint64))
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_select_with_stacked_tables_matches_the_table(prg: PRG, seed: bytes, n: int) -> None:
+    """``select`` evaluates public tables on shared 2-bit values, tables broadcast over the bits."""
+    ds = dealers(n, seed)
+    alpha = mac_key(ds)
+    m = 40
+    bits = [d.bits((2, 1, m)) for d in ds]
+    r0, r1 = [b[0] for b in bits], [b[1] for b in bits]
+    gens = [cmp.multiply_steps(d, [a], [b]) for d, a, b in zip(ds, r0, r1)]
+    products, _ = drive(gens)
+    q = [res[0] for res in products]
+    table = prg.uint64((2, m, 4))
+    out = [cmp.select(table, a, b, qi, i, d.mac_key_share()) for i, (d, a, b, qi) in enumerate(zip(ds, r0, r1, q))]
+    v = (open_checked(r0, alpha) + 2 * open_checked(r1, alpha)).astype(np.intp)  # (1, m)
+    expected = np.take_along_axis(table, np.broadcast_to(v, (2, m))[..., None], axis=-1)[..., 0]
+    np.testing.assert_array_equal(open_checked(out, alpha), expected)
+
+
 def test_cost_table(seed: bytes) -> None:
     assert cmp.cost(cmp.Want(lt=True)).counts() == {"triples": 89, "bits": 64, "random_values": 1}
     assert cmp.cost(cmp.Want(lt=False, eq=True)).triples == 63

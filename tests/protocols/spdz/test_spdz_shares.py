@@ -97,6 +97,30 @@ def test_authshare_rejects_bad_layout() -> None:
         sh.add(AuthShare(r128.zeros((2, 3))), AuthShare(r128.zeros((2, 4))))
 
 
+def test_index_that_would_mix_share_and_mac_rows_is_refused() -> None:
+    x = AuthShare(r128.zeros((2, 3, 3, 3)))
+    assert x[[0, 2], 1].shape == (2, 3)
+    with pytest.raises(ConfigError):
+        x[[0, 1, 2], :, [0, 1, 2]]  # advanced indices around a slice: numpy moves their axis first
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_unit_and_scalar_public_addition(prg: PRG, seed: bytes, n: int) -> None:
+    ds = dealers(n, seed)
+    alpha = mac_key(ds)
+    keys = [d.mac_key_share() for d in ds]
+    np.testing.assert_array_equal(open_checked([sh.unit(i, keys[i]) for i in range(n)], alpha), np.uint64(1))
+    x = prg.uint64((2, 3))
+    xs = share_values(ds, x)
+    c = np.uint64((1 << 64) - 3)
+    scalar = [sh.add_public(a, c, i, keys[i]) for i, a in enumerate(xs)]  # 0-d public: the scalar path
+    full = [sh.add_public(a, np.full((2, 3), c), i, keys[i]) for i, a in enumerate(xs)]
+    for a, b in zip(scalar, full):
+        assert np.array_equal(a.data.lo, b.data.lo) and np.array_equal(a.data.hi, b.data.hi)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(open_checked(scalar, alpha), x + c)
+
+
 # -- the dealer ----------------------------------------------------------------------------------
 
 
