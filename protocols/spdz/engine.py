@@ -209,8 +209,10 @@ class Engine:
 
         def run(x: AuthShare, y: AuthShare) -> Interactive:
             if op == "mul":
-                shape = np.broadcast_shapes(x.shape, y.shape)
-                x, y = x.broadcast_to(shape), y.broadcast_to(shape)
+                shape = x.shape
+                if y.shape != shape:
+                    shape = np.broadcast_shapes(x.shape, y.shape)
+                    x, y = x.broadcast_to(shape), y.broadcast_to(shape)
                 triple = self.prep.triples(shape)
                 squeeze: tuple[int, ...] | None = None
             else:

@@ -127,17 +127,7 @@ def combine(opened: Sequence[Z128], macs: Sequence[Z128], seed: bytes) -> tuple[
     if sum(x.size for x in opened) != sum(m.size for m in macs):
         raise ConfigError("opened values and MAC shares differ in size")
     chi = PRG(seed).uint64(sum(x.size for x in opened))
-    return _dot_chunks(opened, chi), _dot_chunks(macs, chi)
-
-
-def _dot_chunks(chunks: Sequence[Z128], chi: np.ndarray) -> Z128:
-    """``sum_j chi_j v_j`` over the concatenation of ``chunks`` (without concatenating them)."""
-    total, pos = r128.zeros(()), 0
-    for v in chunks:  # one iteration per opened batch, not per element
-        flat = v.reshape(-1)
-        total = r128.add(total, r128.dot_u64(flat, chi[pos : pos + flat.size]))
-        pos += flat.size
-    return total
+    return r128.dot_u64_parts(opened, chi), r128.dot_u64_parts(macs, chi)
 
 
 def sigma_share(y: Z128, mu: Z128, key_share: np.ndarray) -> Z128:
