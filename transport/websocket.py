@@ -97,6 +97,9 @@ frame is copied several times on its way into TLS, and a frame of this size stay
 _MIN_VIEW_BYTES = 1024
 """Reads at least this long are returned as views of the receive buffer, shorter ones as bytes."""
 
+_STOP_ACK_GRACE = 1.0
+"""Seconds :meth:`WebsocketMesh.stop` waits for owed acknowledgements to be written."""
+
 
 @dataclass
 class _Peer:
@@ -522,6 +525,7 @@ class WebsocketMesh:
         if self._closing:
             return
         self._closing = True
+        await self._flush_owed_acks(_STOP_ACK_GRACE)
         for p in self._peers.values():
             if p.fail_handle is not None:
                 p.fail_handle.cancel()
@@ -538,6 +542,24 @@ class WebsocketMesh:
         self.router.close(PeerUnavailable(f"{self.local_name}: mesh stopped"))
         await self.router.wait_closed()
         self._log.info("%s: mesh stopped", self.local_name)
+
+    async def _flush_owed_acks(self, grace: float) -> None:
+        """Send the delayed acknowledgements still owed (bounded by ``grace`` seconds).
+
+        A peer waits for the acknowledgement of its last messages (e.g. before it stops), and
+        a delayed one would otherwise die with this mesh.
+        """
+        owed = {name: p.frames_sent for name, p in self._peers.items() if p.ws is not None and p.link.ack_owed}
+        for name in owed:
+            p = self._peers[name]
+            p.ack_due = True
+            p.wake.set()
+        deadline = time.monotonic() + grace
+        # Polls until each owed peer's writer has written a frame (its ACK) or the grace ends.
+        while time.monotonic() < deadline and any(
+            self._peers[name].ws is not None and self._peers[name].frames_sent == sent for name, sent in owed.items()
+        ):
+            await asyncio.sleep(0.001)
 
     async def __aenter__(self) -> WebsocketMesh:
         await self.start()

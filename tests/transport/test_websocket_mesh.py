@@ -21,7 +21,7 @@ from transport.framing import FrameLimits
 from transport.identity import Federation, Identity, PeerInfo, generate_identity
 from transport.link import Link
 from transport.tls import client_context
-from transport.websocket import MESH_PATH, PARTY_HEADER, WebsocketMesh
+from transport.websocket import MESH_PATH, PARTY_HEADER, WebsocketMesh, _FrameReader
 
 NAMES = ("a", "b", "c")
 TIMEOUT = 3.0  # recv/connect timeout of the meshes; every test ends well within it when healthy
@@ -414,3 +414,129 @@ async def test_sends_wait_for_acknowledgements_beyond_the_window(
     assert max(peaks) < window + message_bytes  # a send waits while the window is full
     await sender.close()
     await receiver.close()
+
+
+async def _exchange_rounds(session: Session, x: np.ndarray) -> list[np.ndarray]:
+    """Exchange ``x`` for three rounds, changing it after every send (allowed once sent)."""
+    out = []
+    for _ in range(3):
+        got = await session.exchange("bulk", x)
+        out.append(got[1 - session.party_id])
+        x[:1] += 1
+    return out
+
+
+async def test_bulk_messages_take_the_zero_copy_path_intact(make_mesh: MeshFactory, prg: PRG) -> None:
+    meshes = {"a": make_mesh("a"), "b": make_mesh("b")}
+    for mesh in meshes.values():
+        await mesh.start()
+    await _connected(list(meshes.values()))
+    inputs = {n: prg.uint64(3 * (1 << 20) // 8 + 5) for n in ("a", "b")}  # 4 frames per message
+    expected = {n: [x.copy() for _ in range(3)] for n, x in inputs.items()}
+    for arrays in expected.values():
+        for r, array in enumerate(arrays):
+            array[:1] += r
+    out = await _run(meshes, _exchange_rounds, inputs, {n: bytes(16) for n in ("a", "b")}, "bulk")
+    for me, other in (("a", "b"), ("b", "a")):
+        for got, want in zip(out[me], expected[other]):
+            np.testing.assert_array_equal(got, want)
+        peer = meshes[me]._peers[other]
+        assert peer.ws is not None and isinstance(peer.ws.protocol.reader, _FrameReader)
+        stats = meshes[me].stats()["peers"][other]
+        assert stats["frames_dropped"] == 0
+        assert 12 <= stats["frames_sent"] <= 12 + 3  # 3 messages of 4 frames, at most one ACK each
+
+
+async def test_acks_ride_on_data_and_a_lone_ack_waits_for_its_timer(make_mesh: MeshFactory) -> None:
+    meshes = {"a": make_mesh("a", ack_delay=0.5), "b": make_mesh("b", ack_delay=0.5)}
+    for mesh in meshes.values():
+        await mesh.start()
+    await _connected(list(meshes.values()))
+    rounds = 20
+
+    async def ping_pong(session: Session, _: Any) -> int:
+        total = 0
+        for i in range(rounds):
+            got = await session.exchange("small", i)
+            total += got[1 - session.party_id]
+        return total
+
+    out = await _run(meshes, ping_pong, {"a": None, "b": None}, {n: bytes(16) for n in ("a", "b")}, "small")
+    assert out == {"a": sum(range(rounds)), "b": sum(range(rounds))}
+    for me, other in (("a", "b"), ("b", "a")):
+        assert meshes[me].stats()["peers"][other]["frames_sent"] <= rounds + 1  # no ACK per message
+    async with asyncio.timeout(TIMEOUT):  # the last message's ACK goes out when its timer fires
+        while any(m.stats()["peers"][o]["unacked_bytes"] for m, o in ((meshes["a"], "b"), (meshes["b"], "a"))):
+            await asyncio.sleep(0.02)
+
+
+def _drive(gen: Any) -> Any:
+    """Run a reader coroutine that must complete without more data."""
+    try:
+        next(gen)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("the reader wants more data")
+
+
+def test_frame_reader_views_buffering_and_eof() -> None:
+    reader = _FrameReader()
+    reader.feed_data(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    assert _drive(reader.read_line(100)) == bytearray(b"GET / HTTP/1.1\r\n")
+    line = reader.read_line(100)
+    assert _drive(line) == bytearray(b"Host: x\r\n")
+    pending = reader.read_exact(5000)
+    next(pending)  # waits for data
+    payload = bytes(range(256)) * 20
+    buf = reader.get_buffer(len(payload))
+    assert len(buf) >= len(payload)
+    buf[: len(payload)] = payload
+    reader.buffer_updated(len(payload))
+    with pytest.raises(StopIteration) as stop:
+        next(pending)
+    view = stop.value.value
+    assert isinstance(view, memoryview) and view.readonly and bytes(view) == payload[:5000]
+    assert _drive(reader.read_exact(2)) == payload[5000:5002] and isinstance(_drive(reader.read_exact(1)), bytes)
+    # Growing keeps the unread bytes; a read longer than the buffer is assembled whole.
+    big = bytes(range(251)) * 4000
+    for i in range(0, len(big), 70_000):
+        reader.feed_data(big[i : i + 70_000])
+    assert bytes(_drive(reader.read_exact(len(payload) - 5003))) == payload[5003:]
+    assert bytes(_drive(reader.read_exact(len(big)))) == big
+    with pytest.raises(RuntimeError):
+        reader.feed_data(b"x" * 200)
+        _drive(reader.read_line(100))
+    reader.discard()
+    waiting = reader.at_eof()
+    next(waiting)  # nothing unread, no EOF yet: waits
+    reader.feed_eof()
+    with pytest.raises(EOFError):
+        _drive(reader.read_exact(1))
+    assert _drive(reader.at_eof()) is True
+    with pytest.raises(EOFError):
+        reader.feed_data(b"late")
+
+
+async def test_stop_sends_the_acknowledgements_it_still_owes(make_mesh: MeshFactory) -> None:
+    """A stopping mesh acknowledges what it received, though its ACK timer has not fired: a peer
+    that waits for its sends to be acknowledged (as a party process does before it exits) must
+    not wait for a party that is gone."""
+    meshes = {"a": make_mesh("a", ack_delay=60.0), "b": make_mesh("b", ack_delay=60.0)}
+    for mesh in meshes.values():
+        await mesh.start()
+    await _connected(list(meshes.values()))
+
+    async def one_way(session: Session, _: Any) -> int:
+        rnd = session.round("last")
+        if session.party_id == 0:
+            await rnd.send(1, 42)
+            return 0
+        return int(await rnd.recv(0))
+
+    out = await _run(meshes, one_way, {"a": None, "b": None}, {n: bytes(16) for n in ("a", "b")}, "last")
+    assert out == {"a": 0, "b": 42}
+    assert meshes["a"].stats()["peers"]["b"]["unacked_bytes"] > 0  # b holds its ACK for 60 s
+    await meshes["b"].stop()
+    async with asyncio.timeout(TIMEOUT):
+        while meshes["a"].stats()["peers"]["b"]["unacked_bytes"]:
+            await asyncio.sleep(0.01)
