@@ -79,6 +79,7 @@ Lower layers, for protocols that build their own extension (e.g. KKRT OPRF):
   ``transpose_bits(m)`` ((w, n/8) -> (n, w/8) bit-matrix transpose, w and n multiples of 8);
   ``ggm_expand(seeds, depth)`` (GGM tree leaves).
 - :mod:`protocols.ot.gf128`: GF(2^128) arithmetic used by the KOS check.
+- :mod:`protocols.ot.ringot`: the fused, cache-blocked derive step of ring-correlated OT (pure).
 
 Errors: a peer's malformed message (wrong kind, shape, dtype, invalid or identity group element)
 raises :class:`~mpc.errors.ProtocolViolation`; a failed KOS consistency check raises

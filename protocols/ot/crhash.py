@@ -133,6 +133,26 @@ class CRHash:
         n = self._enc.update_into(memoryview(blocks).cast("B"), memoryview(out))
         return out[:n].reshape(-1, BLOCK)
 
+    def permute_into(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``pi`` of every 16-byte block of the C-contiguous ``x`` (any dtype) into ``out``.
+
+        Args:
+            x: the blocks; its size in bytes must be a multiple of 16.
+            out: a 1-d uint8 scratch buffer of at least ``x.nbytes + 16`` bytes (reused by callers
+                across chunks so that no fresh memory is touched per call).
+
+        Returns:
+            The first ``x.nbytes`` bytes of ``out`` (a view).
+        """
+        if not x.flags.c_contiguous or x.nbytes % BLOCK or out.dtype != np.uint8 or out.ndim != 1:
+            raise ConfigError("permute_into needs contiguous whole blocks and a 1-d uint8 buffer")
+        if out.size < x.nbytes + BLOCK:
+            raise ConfigError("permute_into needs an output buffer of the input's size + 16 bytes")
+        if x.nbytes == 0:
+            return out[:0]
+        n = self._enc.update_into(memoryview(x).cast("B"), memoryview(out))
+        return out[:n]
+
     def ccr(self, x: np.ndarray) -> np.ndarray:
         """``pi(sigma(x)) ^ sigma(x)``: circular correlation-robust hash of (n, 16) blocks."""
         s = sigma(x)

@@ -34,7 +34,9 @@ CRYPTO 2015 for the check). ``kappa = 128``; ``Delta`` is the sender's 128-bit g
      receiver ``m_c = y_c ^ H(t_i, idx_i)``;
    - ring-correlated (round ``ext-y``): sender ``s = H(q_i)`` read as ring elements, sends
      ``tau = s + x_i - H(q_i ^ Delta)``; receiver ``v = H(t_i) + c_i tau = s + c_i x_i``
-     (Gilboa / MASCOT style, Z_2^64 or Z_2^128).
+     (Gilboa / MASCOT style, Z_2^64 or Z_2^128). Both sides compute exactly these values
+     with the hash fused into the ring arithmetic, chunk by chunk in cache-resident scratch
+     (:mod:`protocols.ot.ringot`).
 
 Security. Passive mode (``active=False``): IKNP is secure against a semi-honest sender or
 receiver assuming the base OTs, AES as a PRG (the streams) and the hash being tweakable
@@ -90,6 +92,7 @@ from mpc.session import Round, Session
 from protocols.ot import gf128
 from protocols.ot.base import base_ot_recv, base_ot_send
 from protocols.ot.crhash import BLOCK, CRHash, SeedExpander, pack_bits, transpose_bits, unpack_bits
+from protocols.ot.ringot import ring_recv, ring_send
 
 __all__ = [
     "KAPPA",
@@ -186,26 +189,6 @@ def kos_sender_verify(q: np.ndarray, check: np.ndarray, delta: int, alpha: int) 
     tt = gf128.from_bytes(check[16:])
     if gf128.ghash(q, alpha.to_bytes(16, "little")) != tt ^ gf128.mul(x, gf128.reflect(delta)):
         raise AbortError("OT extension: KOS consistency check failed")
-
-
-def _add128(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lo = a[..., 0] + b[..., 0]
-    hi = a[..., 1] + b[..., 1] + (lo < a[..., 0]).astype(np.uint64)
-    return np.stack([lo, hi], axis=-1)
-
-
-def _sub128(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lo = a[..., 0] - b[..., 0]
-    hi = a[..., 1] - b[..., 1] - (a[..., 0] < b[..., 0]).astype(np.uint64)
-    return np.stack([lo, hi], axis=-1)
-
-
-def _ring_add(a: np.ndarray, b: np.ndarray, ring: Ring) -> np.ndarray:
-    return a + b if ring == "z2_64" else _add128(a, b)
-
-
-def _ring_sub(a: np.ndarray, b: np.ndarray, ring: Ring) -> np.ndarray:
-    return a - b if ring == "z2_64" else _sub128(a, b)
 
 
 def _check_ring(ring: Any) -> Ring:
@@ -464,9 +447,8 @@ class OTExtSender(_Side):
         if n == 0 or per == 0:
             return np.zeros_like(xa)
         q, first, y_rnd = await self._second("ring-" + ring, n)
-        h0, h1 = await _compute(n, hash_pairs, q, self.delta, first, per, _DOMAIN_RING)
-        s = h0.view(np.uint64).reshape(xa.shape)
-        tau = _ring_sub(_ring_add(s, xa, ring), h1.view(np.uint64).reshape(xa.shape), ring)
+        s: np.ndarray
+        s, tau = await _compute(n, ring_send, q, self.delta, first, xa, ring == "z2_128", _DOMAIN_RING)
         await y_rnd.send(self.peer, {"tau": tau})
         return s
 
@@ -588,9 +570,8 @@ class OTExtReceiver(_Side):
         tau = (await self._answer(y_rnd, ("tau",)))["tau"]
         if not isinstance(tau, np.ndarray) or tau.dtype != np.uint64 or tau.shape != full:
             raise ProtocolViolation("OT extension: malformed ring correction")
-        v = (await _compute(c.size, hash_rows, t, first, per, _DOMAIN_RING)).view(np.uint64).reshape(full)
-        sel = c.reshape((-1,) + (1,) * (len(full) - 1)).astype(bool)
-        return np.where(sel, _ring_add(v, tau, ring), v)
+        v: np.ndarray = await _compute(c.size, ring_recv, t, first, c, tau, ring == "z2_128", _DOMAIN_RING)
+        return v
 
 
 _CACHE_PREFIX = "protocols.ot/pair"

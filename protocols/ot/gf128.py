@@ -28,6 +28,8 @@ over the network only message contents and sizes are observable, and neither dep
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -212,20 +214,43 @@ def ghash(rows: np.ndarray, key: bytes) -> int:
     if rows.shape[0] == 0:
         return 0
     data = np.ascontiguousarray(rows)
+    return _ghash_chunks([memoryview(data).cast("B")], data.nbytes, key)
+
+
+def _ghash_chunks(chunks: Iterable[memoryview], nbytes: int, key: bytes) -> int:
+    """:func:`ghash` of the concatenation of ``chunks`` (whole blocks each, ``nbytes`` in all).
+
+    GCM takes its associated data in several calls as one string, so the rows can be fed in
+    pieces (e.g. built in a reused, cache-resident buffer).
+    """
     enc = Cipher(algorithms.AES(key), modes.GCM(_GCM_NONCE)).encryptor()
-    enc.authenticate_additional_data(memoryview(data).cast("B"))
+    for chunk in chunks:  # a loop over chunks of rows (each one GHASH pass in OpenSSL)
+        enc.authenticate_additional_data(chunk)
     enc.finalize()
     ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     h = _block(ecb.update(bytes(16)))
     j0 = _block(ecb.update(_GCM_J0))
-    length = _block((8 * data.nbytes).to_bytes(8, "big") + bytes(8))  # len(A) || len(C) = 0, bits
+    length = _block((8 * nbytes).to_bytes(8, "big") + bytes(8))  # len(A) || len(C) = 0, bits
     return _block(enc.tag) ^ j0 ^ mul(length, h)
+
+
+_BITS_CHUNK = 1 << 14
+"""Rows per piece of :func:`ghash_bits` (a 256 KB buffer, reused)."""
 
 
 def ghash_bits(bits: np.ndarray, key: bytes) -> int:
     """``sum_{i<n} h^(n+1-i) b_i`` for 0/1 values ``b`` of shape (n,): :func:`ghash` of the rows
     ``b_i * 1`` (the field's one is the GCM block with byte 0 = 0x80)."""
     b = np.asarray(bits).reshape(-1)
-    rows = np.zeros((b.size, 16), dtype=np.uint8)
-    rows[:, 0] = b.astype(np.uint8) << np.uint8(7)
-    return ghash(rows, key)
+    key = _check_key(key)
+    if b.size == 0:
+        return 0
+    rows = np.zeros((min(b.size, _BITS_CHUNK), 16), dtype=np.uint8)
+
+    def chunks() -> Iterator[memoryview]:
+        for lo in range(0, b.size, _BITS_CHUNK):  # the buffer is reused: fed before refilled
+            part = b[lo : lo + _BITS_CHUNK]
+            np.left_shift(part.astype(np.uint8, copy=False), np.uint8(7), out=rows[: part.size, 0])
+            yield memoryview(rows[: part.size]).cast("B")
+
+    return _ghash_chunks(chunks(), 16 * b.size, key)

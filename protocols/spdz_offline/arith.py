@@ -6,6 +6,8 @@ positions (at most 128), never over elements: each iteration is one vectorized o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from mpc import ring128 as r128
@@ -25,6 +27,7 @@ __all__ = [
     "mul_public",
     "add_public",
     "lincomb_limbs",
+    "lincomb_signed",
     "lincomb_bits",
 ]
 
@@ -129,11 +132,8 @@ def add_public(x: AuthShare, k: Z128, party_id: int, key_share: np.ndarray) -> A
     return AuthShare(r128.add(x.data, r128.stack([value, r128.mul_u64(k, key)])))
 
 
-_LIMB_SELECT = np.zeros((64, 8), dtype=np.float64)
-for _p in range(8):
-    for _q in range(8 - _p):
-        _LIMB_SELECT[8 * _p + _q, _p + _q] = 1.0
-_LINCOMB_BLOCK = 1 << 21  # float64 temporaries per block: 16 MB
+_LINCOMB_ROWS = 128
+"""Rows of OT outputs converted to float64 per block (a few MB of scratch, reused)."""
 
 
 def _coeff_limbs(coeffs: Z128) -> np.ndarray:
@@ -150,22 +150,76 @@ def lincomb_limbs(raw: np.ndarray, coeffs: Z128) -> Z128:
         coeffs: ``(tau,)`` public coefficients.
 
     Returns:
-        ``(N, *rest)``. Both operands are cut into 16-bit limbs and multiplied by one float64
-        matrix product per block (exact: every sum of ``tau`` limb products stays below
-        ``2^53`` for ``tau <= 2^20``); limb products of weight ``>= 2^128`` are dropped.
+        ``(N, *rest)``; see :func:`lincomb_signed` (this is its one-term case).
     """
-    n, tau = raw.shape[0], raw.shape[1]
-    rest = raw.shape[2:-1]
+    return lincomb_signed([raw], [], coeffs)
+
+
+def lincomb_signed(plus: Sequence[np.ndarray], minus: Sequence[np.ndarray], coeffs: Z128) -> Z128:
+    """``sum_h coeffs[h] * (sum(plus) - sum(minus))[:, h, ...]`` mod 2^128 (limb layout).
+
+    By linearity modulo 2^128 this equals the signed sum of :func:`lincomb_limbs` of every term,
+    but the terms are first added in the ring, block by block in cache (two vectorized passes
+    and a carry fix per extra term), so that only one conversion and one product run.
+
+    Args:
+        plus, minus: uint64 ``(N, tau, *rest, 2)`` limb arrays of one shape (``plus`` or
+            ``minus`` may be empty, not both).
+        coeffs: ``(tau,)`` public coefficients.
+
+    Returns:
+        ``(N, *rest)``. Both operands are cut into 16-bit limbs; per block of rows the limbs
+        are converted to float64 in their memory order (one contiguous pass into reused
+        scratch) and contracted over ``h`` with the coefficient limbs by one batched BLAS
+        product ``(8, tau) @ (tau, 8 |rest|)``. Exact: every sum of ``tau`` limb products stays
+        below ``2^53`` for ``tau <= 2^20``. Limb products of weight ``>= 2^128`` are dropped
+        when the products are summed by weight.
+    """
+    terms = [np.ascontiguousarray(t) for t in (*plus, *minus)]
+    if not terms or any(t.dtype != np.uint64 or t.shape != terms[0].shape or t.ndim < 3 or t.shape[-1] != 2 for t in terms):
+        raise ConfigError("lincomb terms must be uint64 (N, tau, ..., 2) limb arrays of one shape")
+    n, tau = terms[0].shape[0], terms[0].shape[1]
+    rest = terms[0].shape[2:-1]
     width = int(np.prod(rest, dtype=np.int64))
-    limbs = np.ascontiguousarray(raw).view(np.uint16).reshape(n, tau, width, 8)
-    r = _coeff_limbs(coeffs)
-    out_w = np.empty((n, width, 8), dtype=np.float64)
-    step = max(1, _LINCOMB_BLOCK // max(1, tau * width * 8))
-    # A loop over blocks of rows (bounded temporaries), each one BLAS product.
+    words = [t.reshape(n, tau * width * 2) for t in terms]
+    n_plus = len(plus)
+    rt = np.ascontiguousarray(_coeff_limbs(coeffs).T)  # (8, tau)
+    out_w = np.zeros((n, width, 8), dtype=np.float64)
+    step = max(1, min(n, _LINCOMB_ROWS))
+    buf = np.empty((step, tau, width * 8), dtype=np.float64)
+    prod = np.empty((step, 8, width * 8), dtype=np.float64)
+    acc = np.empty((step, tau * width * 2), dtype=np.uint64) if len(terms) > 1 or not n_plus else None
+    flag = np.empty(step * tau * width, dtype=bool)
+    # A loop over blocks of rows (bounded scratch), each one conversion and one BLAS product.
     for lo in range(0, n, step):
-        block = limbs[lo : lo + step].transpose(0, 2, 3, 1).astype(np.float64)  # (B, w, 8, tau)
-        prod = np.matmul(block, r)  # (B, w, 8 limbs of x, 8 limbs of r)
-        out_w[lo : lo + step] = prod.reshape(prod.shape[0], width, 64) @ _LIMB_SELECT
+        hi = min(n, lo + step)
+        rows = hi - lo
+        if acc is None:
+            src = words[0][lo:hi]
+        else:
+            src = acc[:rows]
+            if n_plus:
+                np.copyto(src, words[0][lo:hi])
+            else:
+                src.fill(0)
+            flat = src.reshape(-1)
+            c = flag[: flat.size // 2]
+            for i in range(1 if n_plus else 0, len(terms)):  # a loop over the terms (2 (n - 1))
+                term = words[i][lo:hi].reshape(-1)
+                if i < n_plus:  # add; the low word wrapped iff it ends below the addend's
+                    np.add(flat, term, out=flat)
+                    np.less(flat[0::2], term[0::2], out=c)
+                    np.add(flat[1::2], c, out=flat[1::2])
+                else:  # subtract; the low word wraps iff it is below the subtrahend's
+                    np.less(flat[0::2], term[0::2], out=c)
+                    np.subtract(flat, term, out=flat)
+                    np.subtract(flat[1::2], c, out=flat[1::2])
+        x = buf[:rows]
+        np.copyto(x, src.view(np.uint16).reshape(rows, tau, width * 8), casting="safe")
+        p = np.matmul(rt, x, out=prod[:rows]).reshape(rows, 8, width, 8)  # [row, j (r), e, i (x)]
+        o = out_w[lo:hi]
+        for j in range(8):  # a loop over the 8 limbs of r: weight 2^(16 (i + j)), i + j < 8 kept
+            o[:, :, j:] += p[:, j, :, : 8 - j]
     return _from_weights(out_w.reshape(n, *rest, 8))
 
 

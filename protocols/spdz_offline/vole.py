@@ -47,7 +47,7 @@ from mpc.ring128 import Z128
 from mpc.session import Session
 from protocols.ot import OTExtReceiver, OTExtSender
 
-from protocols.spdz_offline.arith import from_limbs, key_bits, lincomb_bits, lincomb_limbs, to_limbs, vole_correlation
+from protocols.spdz_offline.arith import from_limbs, key_bits, lincomb_bits, lincomb_signed, to_limbs, vole_correlation
 from protocols.spdz_offline.coin import coin_toss, gather_all
 
 __all__ = ["Behaviour", "Pairs", "Context", "setup_pairs", "authenticate", "multiply", "uniform"]
@@ -195,11 +195,10 @@ def _contract(outs: list[np.ndarray], n_sent: int, beta: np.ndarray, r: Z128, wi
     the others its receiver outputs ``v``.
     """
     count, tau = beta.shape
-    cross = r128.zeros((count, width))
-    for i, out in enumerate(outs):
-        # (count * tau, w, 2) -> (count, tau, w, 2), contracted with r over tau.
-        term = lincomb_limbs(np.asarray(out).reshape(count, tau, width, 2), r)
-        cross = r128.sub(cross, term) if i < n_sent else r128.add(cross, term)
+    # (count * tau, w, 2) -> (count, tau, w, 2), contracted with r over tau: the share of the
+    # cross terms is sum_recv <r, v> - sum_sent <r, s> = <r, sum v - sum s> (one contraction).
+    terms = [np.asarray(out).reshape(count, tau, width, 2) for out in outs]
+    cross = lincomb_signed(terms[n_sent:], terms[:n_sent], r)
     return lincomb_bits(beta, r), cross
 
 

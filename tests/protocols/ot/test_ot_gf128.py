@@ -97,6 +97,18 @@ def test_ghash_matches_horner(prg: PRG, n: int) -> None:
     assert gf128.ghash_bits(bits, key) == horner_ghash(one, h)
 
 
+def test_ghash_bits_in_pieces_matches_one_pass(prg: PRG) -> None:
+    """Several reused-buffer pieces (and a partial last one) hash like the whole rows at once."""
+    n = 2 * (1 << 14) + 77
+    key = prg.bytes(16)
+    bits = prg.bits(n)
+    one = np.zeros((n, 16), dtype=np.uint8)
+    one[:, 0] = bits << 7
+    assert gf128.ghash_bits(bits, key) == gf128.ghash(one, key)
+    assert gf128.ghash_bits(bits.astype(bool), key) == gf128.ghash(one, key)
+    assert gf128.ghash_bits(np.zeros(0, dtype=np.uint8), key) == 0
+
+
 def test_ghash_is_linear_and_reflect_is_an_isomorphism(prg: PRG) -> None:
     key = prg.bytes(16)
     a, b = prg.buffer(16 * 50).reshape(50, 16), prg.buffer(16 * 50).reshape(50, 16)

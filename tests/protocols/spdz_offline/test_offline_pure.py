@@ -15,6 +15,7 @@ from protocols.spdz_offline.arith import (
     key_bits,
     lincomb_bits,
     lincomb_limbs,
+    lincomb_signed,
     sqrt_odd,
     to_limbs,
     vole_correlation,
@@ -78,6 +79,40 @@ def test_lincomb_matches_python_ints(prg: PRG) -> None:
     bits = prg.bits((5, 256))
     got_b = ints(lincomb_bits(bits, coeffs))
     assert list(got_b) == [sum(int(c) for c, b in zip(cs, row) if b) % M128 for row in bits]
+
+
+def test_lincomb_over_several_blocks_with_extreme_limbs(prg: PRG) -> None:
+    """Rows in several conversion blocks (and a partial last one); all-ones limbs stay exact."""
+    rows, tau = 300, 256
+    raw = prg.uint64((rows, tau, 2, 2))
+    raw[:3] = np.uint64((1 << 64) - 1)
+    coeffs = rand128(prg, (tau,))
+    coeffs = r128.Z128(coeffs.lo.copy(), coeffs.hi.copy())
+    coeffs.lo[:5] = np.uint64((1 << 64) - 1)
+    coeffs.hi[:5] = np.uint64((1 << 64) - 1)
+    got = ints(lincomb_limbs(raw, coeffs))
+    xs = ints(from_limbs(raw))
+    cs = [int(c) for c in ints(coeffs)]
+    expect = [[sum(int(xs[i, h, j]) * cs[h] for h in range(tau)) % M128 for j in range(2)] for i in range(rows)]
+    assert got.tolist() == expect
+
+
+@pytest.mark.parametrize("n_plus, n_minus", [(1, 1), (2, 2), (0, 1), (3, 0)])
+def test_lincomb_signed_is_the_signed_sum(prg: PRG, n_plus: int, n_minus: int) -> None:
+    """One contraction of the ring sum equals the signed sum of contractions (carries included)."""
+    rows, tau = 200, 256
+    terms = [prg.uint64((rows, tau, 2, 2)) for _ in range(n_plus + n_minus)]
+    for t in terms:
+        t[:2, :, :, 0] = np.uint64((1 << 64) - 1)  # low words that wrap
+    coeffs = rand128(prg, (tau,))
+    got = ints(lincomb_signed(terms[:n_plus], terms[n_plus:], coeffs))
+    expect = np.zeros((rows, 2), dtype=object)
+    for i, t in enumerate(terms):
+        part = ints(lincomb_limbs(t, coeffs))
+        expect = (expect + part) % M128 if i < n_plus else (expect - part) % M128
+    assert got.tolist() == expect.tolist()
+    with pytest.raises(ConfigError):
+        lincomb_signed([terms[0]], [terms[0][:, :8]], coeffs)
 
 
 def _share(prg: PRG, values: r128.Z128, alpha: int, n: int) -> list[AuthShare]:
