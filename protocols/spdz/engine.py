@@ -345,9 +345,10 @@ class Engine:
         return sh.split_flat(Z128(summed[0], np.zeros(total_size, dtype=_U64)), [r.shape for r in requests])
 
     async def _sum_shares(
-        self, mine: np.ndarray, add: Callable[[np.ndarray, np.ndarray], None], commitment: bytes | None
+        self, mine: np.ndarray, add: Callable[[np.ndarray, Any], None], commitment: bytes | None
     ) -> tuple[np.ndarray, dict[int, bytes]]:
-        """Every party's ``(limbs, N)`` share rows summed (``add``), and the peers' commitments.
+        """Every party's ``(limbs, N)`` share rows summed (``add``, into ``mine``), and the peers'
+        commitments.
 
         Below :attr:`relay_min` elements, or with two parties: one round, every party sends its
         rows to every peer (``limbs * 8 * N (n - 1)`` bytes). From ``relay_min`` elements with
@@ -364,26 +365,24 @@ class Engine:
         limbs, total = mine.shape
         n, me, others = self.n_parties, self.party_id, self.session.others
         extra = {} if commitment is None else {"c": commitment}
+        # Sent payloads are copied when sent, so the sums accumulate in ``mine`` itself.
         if n < 3 or total < self.relay_min:
             got = await self.session.exchange("open", {"v": mine, **extra})
-            out = mine.copy()
             for peer, msg in sorted(got.items()):
-                add(out, _share_rows(msg, peer, limbs, total))
-            return out, _commitments(got, commitment)
+                add(mine, _share_rows(msg, peer, limbs, total))
+            return mine, _commitments(got, commitment)
         bounds = [total * i // n for i in range(n + 1)]
-        # rows of a slice are contiguous 1-d views: sent as they are, no copy
-        sends = {p: {**{f"v{i}": mine[i, bounds[p] : bounds[p + 1]] for i in range(limbs)}, **extra} for p in others}
+        # one slice's limb rows are contiguous 1-d views: sent as they are
+        sends = {p: {**_slice_rows(mine, bounds[p], bounds[p + 1]), **extra} for p in others}
         got = await self.session.exchange("open-relay", sends, per_peer=True)
         width = bounds[me + 1] - bounds[me]
-        own = mine[:, bounds[me] : bounds[me + 1]].copy()
+        own = mine[:, bounds[me] : bounds[me + 1]]
         for peer, msg in sorted(got.items()):
             add(own, _share_slices(msg, peer, limbs, width))
-        back = await self.session.exchange("open-relayed", {"v": own})
-        out = np.empty_like(mine)
-        out[:, bounds[me] : bounds[me + 1]] = own
+        back = await self.session.exchange("open-relayed", _slice_rows(mine, bounds[me], bounds[me + 1]))
         for peer, msg in back.items():
-            out[:, bounds[peer] : bounds[peer + 1]] = _share_rows(msg, peer, limbs, bounds[peer + 1] - bounds[peer])
-        return out, _commitments(got, commitment)
+            mine[:, bounds[peer] : bounds[peer + 1]] = _share_slices(msg, peer, limbs, bounds[peer + 1] - bounds[peer])
+        return mine, _commitments(got, commitment)
 
     async def _check(self, seed: SeedCommitment | None, commitments: dict[int, bytes] | None) -> None:
         if not self.active:
@@ -633,13 +632,18 @@ def _share_rows(msg: Any, peer: int, limbs: int, size: int) -> np.ndarray:
     return arr
 
 
-def _share_slices(msg: Any, peer: int, limbs: int, size: int) -> np.ndarray:
-    """The limb rows ``v0, v1, ...`` of a relayed open message as one ``(limbs, size)`` array."""
+def _slice_rows(rows: np.ndarray, start: int, stop: int) -> dict[str, np.ndarray]:
+    """The limb rows of positions ``start:stop`` as contiguous 1-d views ``v0, v1, ...``."""
+    return {f"v{i}": rows[i, start:stop] for i in range(rows.shape[0])}
+
+
+def _share_slices(msg: Any, peer: int, limbs: int, size: int) -> list[np.ndarray]:
+    """The limb rows ``v0, v1, ...`` of a relayed open message, or ``ProtocolViolation``."""
     rows = [msg.get(f"v{i}") if isinstance(msg, dict) else None for i in range(limbs)]
     for arr in rows:
         if not isinstance(arr, np.ndarray) or arr.dtype != _U64 or arr.shape != (size,):
             raise ProtocolViolation(f"party {peer} sent a malformed relayed open (expected {size} elements)")
-    return np.stack(rows)
+    return rows  # type: ignore[return-value]
 
 
 def _commitments(got: dict[int, Any], commitment: bytes | None) -> dict[int, bytes]:
@@ -655,14 +659,14 @@ def _commitments(got: dict[int, Any], commitment: bytes | None) -> dict[int, byt
     return out
 
 
-def _add_limbs128(acc: np.ndarray, other: np.ndarray) -> None:
-    """``acc += other`` modulo 2^128 in place, for ``(2, N)`` arrays of (low, high) limbs."""
+def _add_limbs128(acc: np.ndarray, other: np.ndarray | Sequence[np.ndarray]) -> None:
+    """``acc += other`` modulo 2^128 in place: ``(low, high)`` limb rows of ``N`` elements."""
     acc[0] += other[0]
     carry = acc[0] < other[0]  # the low limb wrapped
     acc[1] += other[1]
     acc[1] += carry
 
 
-def _add_limbs64(acc: np.ndarray, other: np.ndarray) -> None:
+def _add_limbs64(acc: np.ndarray, other: np.ndarray | Sequence[np.ndarray]) -> None:
     """``acc += other`` modulo 2^64 in place (one limb row)."""
-    acc += other
+    acc[0] += other[0]

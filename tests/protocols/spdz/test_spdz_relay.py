@@ -75,9 +75,9 @@ async def prog_cheating_relay(s: Session, inp: dict[str, Any]) -> Any:
                 return await honest(name, payload, per_peer=per_peer)
             wrong = {k: v.copy() for k, v in payload.items()}
             if inp["cheat"] == "value":
-                wrong["v"][0, -1:] += np.uint64(1 << 40)  # changes the opened value mod 2^64 (wraps)
+                wrong["v0"][-1:] += np.uint64(1 << 40)  # low limb: the opened value changes mod 2^64
             else:
-                wrong["v"] = wrong["v"][:, :-1]  # a malformed slice
+                wrong["v0"] = wrong["v0"][:-1]  # a malformed slice
             return await honest(name, {p: (wrong if p == 0 else payload) for p in s.others}, per_peer=True)
 
         eng.session.exchange = exchange  # type: ignore[method-assign]
