@@ -31,6 +31,7 @@ from mpc.session import Session
 from parties.manifest import Manifest
 from protocols import gc, ml, spdz
 from protocols.spdz.dealer import InsecureDealer
+from parties.alignment import ALIGN_PARAM, check_align_param
 from protocols.psi import Normalization, PsiConfig, psi_cardinality, psi_intersection, psi_join
 from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing
 from protocols.spdz.stats import joint_statistics, statistics_requirements
@@ -289,7 +290,9 @@ async def _run_compare(ctx: JobContext) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- train-logreg / predict
 
-_TRAIN_PARAMS = {"partition", "label", "epochs", "batch_size", "learning_rate", "seed", "sigmoid", "standardize", "preprocessing"}
+_TRAIN_PARAMS = {
+    "partition", "label", "epochs", "batch_size", "learning_rate", "seed", "sigmoid", "standardize", "preprocessing", ALIGN_PARAM,
+}
 
 
 def train_params(manifest: Manifest) -> ml.TrainParams:
@@ -321,6 +324,10 @@ def _check_train(manifest: Manifest) -> None:
         raise ConfigError("train-logreg: in horizontal mode every party names its features, then the label column")
     if partition == "vertical" and len(holders) != 1:
         raise ConfigError("train-logreg: in vertical mode exactly one party names the label column (last)")
+    if ALIGN_PARAM in manifest.params:
+        check_align_param(manifest.params[ALIGN_PARAM])
+        if partition != "vertical":
+            raise ConfigError(f"train-logreg: {ALIGN_PARAM} aligns the rows of a vertical partition")
 
 
 def _provider_class(manifest: Manifest) -> type:

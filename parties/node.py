@@ -32,6 +32,7 @@ from typing import Any, AsyncIterator
 from mpc.contracts import Channel
 from mpc.errors import BudgetExceeded, ConfigError, MPCError, PolicyRefused, ProtocolViolation
 from mpc.session import Session
+from parties.alignment import ALIGN_PARAM, aligned_rows, select_rows
 from parties.audit import AuditLog
 from parties.config import NodeConfig, load_federation
 from parties.control import ControlServer
@@ -516,7 +517,7 @@ class Node:
             data: dict[str, Any] = {}
             spec = manifest.inputs.get(self.name)
             if spec is not None:
-                data = await asyncio.to_thread(read_columns, self.config.datasets[spec.dataset], list(spec.columns))
+                data = await asyncio.to_thread(self._read_input, manifest, spec.dataset, list(spec.columns))
             ctx = JobContext(
                 Session(channel),
                 manifest,
@@ -554,6 +555,14 @@ class Node:
             rec.stats = channel.stats.as_dict()
             self._close_session(rec.job_id)
             self._finish(rec)
+
+    def _read_input(self, manifest: Manifest, dataset: str, columns: list[str]) -> dict[str, Any]:
+        """This party's input columns, at the rows of a private join if the job aligns with one."""
+        config = self.config.datasets[dataset]
+        data = read_columns(config, columns)
+        if ALIGN_PARAM in manifest.params:
+            data = select_rows(data, aligned_rows(self.config.results_dir, manifest, self.name, config))
+        return data
 
     def _finish(self, rec: JobRecord) -> None:
         self.audit.record(
