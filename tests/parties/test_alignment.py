@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import numpy as np
 import pytest
+from nodekit import allow_insecure_dealer, running_nodes
 
 from mpc.errors import ConfigError
 from mpc.prg import PRG
 from parties.alignment import aligned_rows, check_align_param
-from parties.config import load_node_config
 from parties.datasets import DatasetConfig
-from parties.local import create_local_federation
 from parties.manifest import parse_manifest
 from parties.node import Node
 from protocols import ml
@@ -49,19 +47,9 @@ async def nodes(tmp_path: Path, prg: PRG) -> AsyncIterator[dict[str, Node]]:
         order = np.array(list(rows))[np.argsort(prg.uint64(len(rows)))]  # each hospital keeps its own order
         write_csv(tmp_path / name / "records.csv", cols, [f"patient-{i}" for i in order], table[order])
         datasets[name] = {"records": {"path": "records.csv", "id_column": "id", "columns": {"id": "string", **{c: "float" for c in cols}}}}
-    parties = create_local_federation(tmp_path, NAMES, recv_timeout=20.0, datasets=datasets)
-    started = {}
-    for p in parties:
-        cfg = load_node_config(p.config_path)
-        # the insecure dealer for speed, as in test_ml_jobs (dealer-free is tested elsewhere)
-        node = Node(dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, allow_insecure_dealer=True)))
-        await node.start()
-        started[p.name] = node
-    try:
+    # the insecure dealer for speed, as in test_ml_jobs (dealer-free is tested elsewhere)
+    async with running_nodes(tmp_path, NAMES, datasets, configure=allow_insecure_dealer) as started:
         yield started
-    finally:
-        for node in started.values():
-            await node.stop()
 
 
 JOIN = {

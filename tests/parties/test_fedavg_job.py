@@ -8,10 +8,10 @@ from typing import Any, AsyncIterator
 
 import numpy as np
 import pytest
+from nodekit import running_nodes
 
-from parties.config import BudgetConfig, load_node_config
+from parties.config import BudgetConfig, NodeConfig
 from parties.jobs import JOB_KINDS, fedavg_config
-from parties.local import create_local_federation
 from parties.manifest import parse_manifest
 from parties.node import Node
 
@@ -34,19 +34,12 @@ async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
         lines = [",".join(cols)] + [",".join(repr(float(v)) for v in row) for row in table]
         (tmp_path / name / "rows.csv").write_text("\n".join(lines) + "\n")
         datasets[name] = {"rows": {"path": "rows.csv", "columns": {c: "float" for c in cols}}}
-    parties = create_local_federation(tmp_path, NAMES, recv_timeout=20.0, datasets=datasets)
-    started = {}
-    for p in parties:
-        cfg = load_node_config(p.config_path)
-        budgets = {"rows": BudgetConfig(30.0, 1e-4)} if p.name != "coordinator" else {}
-        node = Node(dataclasses.replace(cfg, budgets=budgets))
-        await node.start()
-        started[p.name] = node
-    try:
+    def with_budgets(name: str, config: NodeConfig) -> NodeConfig:
+        budgets = {"rows": BudgetConfig(30.0, 1e-4)} if name != "coordinator" else {}
+        return dataclasses.replace(config, budgets=budgets)
+
+    async with running_nodes(tmp_path, NAMES, datasets, configure=with_budgets) as started:
         yield started
-    finally:
-        for node in started.values():
-            await node.stop()
 
 
 def manifest(**params: Any) -> dict[str, Any]:

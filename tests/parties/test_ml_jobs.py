@@ -10,8 +10,9 @@ from typing import Any, AsyncIterator
 import numpy as np
 import pytest
 
-from parties.config import load_node_config
-from parties.local import create_local_federation
+from nodekit import allow_insecure_dealer, running_nodes
+
+from parties.config import BudgetConfig, NodeConfig
 from parties.node import Node
 from protocols import ml
 
@@ -43,20 +44,10 @@ async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
             "rows": {"path": "rows.csv", "columns": {c: "float" for c in COLS}},
             "patients": {"path": "patients.csv", "columns": {c: "float" for c in COLS[:-1]}},
         }
-    parties = create_local_federation(tmp_path, NAMES, recv_timeout=20.0, datasets=datasets)
-    started = {}
-    for p in parties:
-        cfg = load_node_config(p.config_path)
-        # Tests use the insecure dealer for speed (dealer-free production of a training run
-        # takes minutes here); the dealer-free provider is tested with the engine elsewhere.
-        node = Node(dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, allow_insecure_dealer=True)))
-        await node.start()
-        started[p.name] = node
-    try:
+    # Tests use the insecure dealer for speed (dealer-free production of a training run takes
+    # minutes here); the dealer-free provider is tested with the engine elsewhere.
+    async with running_nodes(tmp_path, NAMES, datasets, configure=allow_insecure_dealer) as started:
         yield started
-    finally:
-        for node in started.values():
-            await node.stop()
 
 
 TRAIN = {"partition": "horizontal", "label": "label", "epochs": 2, "batch_size": 64, "learning_rate": 0.5, "seed": 3, "preprocessing": "insecure-dealer"}
@@ -116,8 +107,6 @@ async def test_train_refusals(nodes: dict[str, Node]) -> None:
 
 
 async def test_dp_training_job_charges_and_releases(tmp_path: Path) -> None:
-    from parties.config import BudgetConfig
-
     x, y = data()
     datasets: dict[str, Any] = {}
     for name, rows in {"hospital-a": slice(0, 250), "hospital-b": slice(250, 455)}.items():
@@ -125,16 +114,12 @@ async def test_dp_training_job_charges_and_releases(tmp_path: Path) -> None:
         table = np.column_stack([x[rows], y[rows]])
         (tmp_path / name / "rows.csv").write_text("\n".join([",".join(COLS)] + [",".join(repr(float(v)) for v in r) for r in table]) + "\n")
         datasets[name] = {"rows": {"path": "rows.csv", "columns": {c: "float" for c in COLS}}}
-    parties = create_local_federation(tmp_path, NAMES, recv_timeout=20.0, datasets=datasets)
-    started = []
-    for p in parties:
-        cfg = load_node_config(p.config_path)
-        policy = dataclasses.replace(cfg.policy, allow_insecure_dealer=True)
-        node = Node(dataclasses.replace(cfg, policy=policy, budgets={"rows": BudgetConfig(100.0, 1e-4)}))
-        await node.start()
-        started.append(node)
-    a, b = started
-    try:
+
+    def configure(name: str, config: NodeConfig) -> NodeConfig:
+        return dataclasses.replace(allow_insecure_dealer(name, config), budgets={"rows": BudgetConfig(100.0, 1e-4)})
+
+    async with running_nodes(tmp_path, NAMES, datasets, configure=configure) as nodes:
+        a = nodes["hospital-a"]
         scaling = {"mean": x.mean(0).tolist(), "std": x.std(0).tolist()}  # public reference statistics
         params = {"label": "label", "epochs": 2, "batch_size": 64, "learning_rate": 0.5, "seed": 1, "clip": 4.0, "noise_multiplier": 0.5, "scaling": scaling, "preprocessing": "insecure-dealer"}
         # Mild noise, so the accuracy check cannot flake; noise calibration is tested in
@@ -155,12 +140,9 @@ async def test_dp_training_job_charges_and_releases(tmp_path: Path) -> None:
         w = np.concatenate([np.asarray(model["weights"][0]).reshape(-1), np.asarray(model["biases"][0])])
         xs = (x[455:] - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
         assert ml.accuracy(xs, y[455:], w) > 0.8
-        for node in started:
+        for node in nodes.values():
             charge = node.ledger.charges("rows")[-1]
             assert charge.job_id == resp["job"]["job_id"] and charge.epsilon == m["dp"]["epsilon"]
         short = {**m, "dp": {"epsilon": round(eps / 2, 3), "delta": 1e-5}}
         refused = await a.submit(short)
         assert not refused["ok"] and refused["rule"] == "params" and "planned epsilon" in refused["message"]
-    finally:
-        for node in started:
-            await node.stop()
