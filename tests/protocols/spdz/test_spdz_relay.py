@@ -6,13 +6,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from spdz_testkit import setup_from_input
 
 from mpc.errors import MacCheckFailure, ProtocolViolation
 from mpc.prg import PRG
 from mpc.session import Session
 from parties.testing import run_local, run_parties
 from protocols import spdz
+from protocols.spdz.dealer import InsecureDealer
+
+
+def setup_from_input(s: Session, inp: dict[str, Any], **kwargs: Any) -> spdz.Engine:
+    """An engine on the test dealer whose seed travels in the input (this module runs in party
+    processes too, so it imports nothing from the test directory)."""
+    dealer = InsecureDealer(s.party_id, s.n_parties, inp["seed"], allow_insecure=True)
+    return spdz.setup(s, dealer, **kwargs)
 
 
 def ints(prg: PRG, shape: tuple[int, ...], bound: int = 1 << 20) -> np.ndarray:
@@ -96,3 +103,14 @@ def test_malformed_relayed_slice_is_a_protocol_violation(prg: PRG, seed: bytes) 
     inputs = [{"seed": seed, "x": ints(prg, (40,)), "cheat": "shape"} for _ in range(3)]
     outcomes = run_parties(prog_cheating_relay, inputs, recv_timeout=1.0)
     assert isinstance(outcomes[0].error, ProtocolViolation), outcomes[0].error
+
+
+def test_relayed_opens_between_processes(prg: PRG, seed: bytes) -> None:
+    """Three party processes over TLS websockets, every open relayed (per-peer slices)."""
+    inputs = relay_inputs(prg, seed, 3, 2000, relay_min=1)
+    xs, f = [inp["x"] for inp in inputs], inputs[0]["f"]
+    for (prod, lt, ff), (rounds, _) in run_local(prog_relayed, inputs, transport="processes", recv_timeout=20):
+        np.testing.assert_array_equal(prod, xs[0] * xs[1])
+        np.testing.assert_array_equal(lt, (xs[0] < xs[-1]).astype(np.int64))
+        np.testing.assert_allclose(ff, f * f, atol=1e-3)
+        assert rounds == 2
