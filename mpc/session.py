@@ -11,7 +11,6 @@ nor receive in that round (they just do not use it).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Awaitable, Callable, Mapping
 
 from mpc.contracts import SECRET_ENGINE, Channel, ChannelStats, Payload, SecretEngine
@@ -47,6 +46,23 @@ class Round:
         self._count()
         self._session._check_peer(peer)
         return await self._session.channel.recv(peer, self.tag)
+
+    async def _recv_all(self, peers: list[int]) -> dict[int, Payload]:
+        """Receive this round's message from each of ``peers``, in turn.
+
+        Awaiting in turn costs no task per receive; the messages arrive concurrently anyway
+        (the channel buffers them). Each receive has the channel's timeout from when it starts,
+        so a silent peer raises ``PeerUnavailable`` naming it (the first silent one in ``peers``
+        order), after at most ``len(peers)`` timeouts if the others are slow but alive; a
+        receive that fails leaves no other receive of the round pending.
+        """
+        self._count()
+        check, recv, tag = self._session._check_peer, self._session.channel.recv, self.tag
+        out: dict[int, Payload] = {}
+        for p in peers:
+            check(p)
+            out[p] = await recv(p, tag)
+        return out
 
 
 class Session:
@@ -204,11 +220,13 @@ class Session:
         if per_peer:
             if not isinstance(payload, Mapping) or set(payload) != set(others):
                 raise ConfigError("per-peer payload must map every other party id")
-            sends = [rnd.send(p, payload[p]) for p in others]
+            for p in others:
+                await rnd.send(p, payload[p])
         else:
-            sends = [rnd.send(p, payload) for p in others]
-        results = await asyncio.gather(*sends, *(rnd.recv(p) for p in others))
-        return dict(zip(others, results[len(others) :]))
+            for p in others:
+                await rnd.send(p, payload)
+        # Every message is out before the first receive waits (see _recv_all).
+        return await rnd._recv_all(others)
 
     async def broadcast(self, name: str, payload: Payload, *, sender: int) -> Payload:
         """``sender`` sends ``payload`` to everyone; every party returns it.
@@ -218,7 +236,8 @@ class Session:
         """
         rnd = self.round(name)
         if self.party_id == sender:
-            await asyncio.gather(*(rnd.send(p, payload) for p in self.others))
+            for p in self.others:
+                await rnd.send(p, payload)
             return payload
         return await rnd.recv(sender)
 
@@ -232,8 +251,7 @@ class Session:
         if self.party_id != receiver:
             await rnd.send(receiver, payload)
             return None
-        got = await asyncio.gather(*(rnd.recv(p) for p in self.others))
-        out = dict(zip(self.others, got))
+        out = await rnd._recv_all(self.others)
         out[self.party_id] = payload
         return dict(sorted(out.items()))
 

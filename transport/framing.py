@@ -118,6 +118,11 @@ _DTYPE_BY_CODE: dict[int, np.dtype[Any]] = {
 _CODE_BY_KIND_SIZE: dict[tuple[str, int], int] = {
     (dt.kind, dt.itemsize): code for code, dt in _DTYPE_BY_CODE.items()
 }
+_CODE_BY_DTYPE: dict[np.dtype[Any], int] = {dt: code for code, dt in _DTYPE_BY_CODE.items()}
+_ARRAY_META = tuple(struct.Struct(f"<BB{n}QQ") for n in range(33))
+"""Packers of an array ext's metadata by ndim (``FrameLimits.max_ndim`` is at most 32)."""
+_U64S = tuple(struct.Struct(f"<{n}Q") for n in range(34))
+"""Unpackers of ``n`` little-endian uint64 (an array ext's shape and byte length)."""
 _DECODED_LEAVES = (type(None), bool, int, float, str, bytes, np.ndarray)
 _ENCODED_LEAVES = (type(None), bool, int, float, str, bytes, bytearray, memoryview)
 
@@ -458,6 +463,8 @@ def _walk(obj: Any, max_depth: int, leaves: tuple[type, ...]) -> None:
     This visits every element of every list and dict (a Python loop over elements): payloads
     carry bulk data in arrays, so the containers are small.
     """
+    if type(obj) is np.ndarray or type(obj) in leaves:
+        return  # a bare array or scalar: nothing to walk
     stack: list[tuple[Any, int]] = [(obj, 0)]
     while stack:
         node, depth = stack.pop()
@@ -498,22 +505,30 @@ class _Encoder:
         raise FrameError(f"cannot carry a value of type {type(obj).__name__}")
 
     def _array(self, obj: np.ndarray[Any, Any] | np.generic) -> msgpack.ExtType:
-        if isinstance(obj, np.ma.MaskedArray):
-            raise FrameError("masked arrays cannot be carried (the mask would be lost)")
-        array = np.asarray(obj)
-        code = _CODE_BY_KIND_SIZE.get((array.dtype.kind, array.dtype.itemsize))
-        if code is None or array.dtype.fields is not None:
-            raise FrameError(f"array dtype {array.dtype} is not in the allow-list")
-        if array.ndim > self.limits.max_ndim:
-            raise FrameError(
-                f"array has {array.ndim} dimensions, over max_ndim={self.limits.max_ndim}"
-            )
-        if any(d > self.limits.max_message_bytes for d in array.shape):
-            raise FrameTooLarge(f"array dimension of {max(array.shape)} is over max_message_bytes")
-        # Copies only a non-contiguous or big-endian array; the common case is a view.
-        array = np.asarray(array, dtype=_DTYPE_BY_CODE[code], order="C")
-        self.buffers.append(array.reshape(-1).view(np.uint8).data)
-        meta = struct.pack(f"<BB{array.ndim}QQ", code, array.ndim, *array.shape, array.nbytes)
+        if type(obj) is np.ndarray:  # the common case; subclasses and scalars are checked
+            array = obj
+        else:
+            if isinstance(obj, np.ma.MaskedArray):
+                raise FrameError("masked arrays cannot be carried (the mask would be lost)")
+            array = np.asarray(obj)
+        dtype = array.dtype
+        code = _CODE_BY_DTYPE.get(dtype)  # exactly a wire dtype: the common case
+        convert = code is None
+        if convert:
+            code = _CODE_BY_KIND_SIZE.get((dtype.kind, dtype.itemsize))
+            if code is None or dtype.fields is not None:
+                raise FrameError(f"array dtype {dtype} is not in the allow-list")
+        ndim, shape = array.ndim, array.shape
+        if ndim > self.limits.max_ndim:
+            raise FrameError(f"array has {ndim} dimensions, over max_ndim={self.limits.max_ndim}")
+        if ndim and max(shape) > self.limits.max_message_bytes:
+            raise FrameTooLarge(f"array dimension of {max(shape)} is over max_message_bytes")
+        if convert or not array.flags.c_contiguous:
+            # Copies only a non-contiguous or big-endian array; the common case is a view.
+            array = np.asarray(array, dtype=_DTYPE_BY_CODE[code], order="C")
+        # A flat byte view (memoryview's cast refuses empty arrays; numpy's view does not).
+        self.buffers.append(memoryview(array).cast("B") if array.size else array.reshape(-1).view(np.uint8).data)
+        meta = _ARRAY_META[ndim].pack(code, ndim, *shape, array.nbytes)
         return msgpack.ExtType(ARRAY_EXT, meta)
 
 
@@ -572,8 +587,8 @@ class _Decoder:
             raise FrameError(f"array has {ndim} dimensions, over max_ndim={self.limits.max_ndim}")
         if len(data) != 2 + 8 * ndim + 8:
             raise FrameError("array ext length does not match its ndim")
-        *shape, nbytes = struct.unpack_from(f"<{ndim + 1}Q", data, 2)
-        if any(d > self.limits.max_message_bytes for d in shape):
+        *shape, nbytes = _U64S[ndim + 1].unpack_from(data, 2)
+        if ndim and max(shape) > self.limits.max_message_bytes:
             raise FrameTooLarge("array dimension is over max_message_bytes")
         if math.prod(shape) * dtype.itemsize != nbytes:
             raise FrameError("array shape * itemsize does not equal its byte length")
@@ -622,11 +637,17 @@ class _ArraySink:
     """Copies the raw part of a message into its arrays (the receiver's one copy)."""
 
     def __init__(self, arrays: list[np.ndarray[Any, Any]]) -> None:
-        self._targets = [a.reshape(-1).view(np.uint8) for a in arrays if a.nbytes]
-        self._is_bool = [a.dtype == np.bool_ for a in arrays if a.nbytes]
+        # Flat byte views of the (fresh, C-contiguous) arrays; empty arrays take no bytes.
+        self._targets: list[memoryview] = []
+        self._is_bool: list[bool] = []
         self._starts = [0]
-        for target in self._targets:
-            self._starts.append(self._starts[-1] + target.size)
+        end = 0
+        for a in arrays:  # one iteration per array, not per element
+            if a.nbytes:
+                self._targets.append(memoryview(a).cast("B"))
+                self._is_bool.append(a.dtype.kind == "b")
+                end += a.nbytes
+                self._starts.append(end)
 
     def plan(self, pos: int, data: memoryview) -> list[tuple[int, int, int, int]]:
         """Segments ``(array index, dest offset, src offset, length)`` for ``data`` at ``pos``.
@@ -639,7 +660,7 @@ class _ArraySink:
         # One iteration per array touched by this frame, not per element.
         while remaining:
             dest = pos + src - self._starts[index]
-            n = min(remaining, self._targets[index].size - dest)
+            n = min(remaining, len(self._targets[index]) - dest)
             if self._is_bool[index] and np.frombuffer(data, np.uint8, n, src).max() > 1:
                 raise FrameError("bool array holds a byte other than 0 or 1")
             out.append((index, dest, src, n))
@@ -650,7 +671,7 @@ class _ArraySink:
 
     def write(self, data: memoryview, segments: list[tuple[int, int, int, int]]) -> None:
         for index, dest, src, n in segments:
-            self._targets[index][dest : dest + n] = np.frombuffer(data, np.uint8, n, src)
+            self._targets[index][dest : dest + n] = data[src : src + n]
 
 
 class MessageAssembler:

@@ -4,7 +4,8 @@ One :class:`WebsocketMesh` per node. It serves on the node's own address and kee
 websocket to every other member: the party whose name sorts lower (Python string order) dials,
 the higher one accepts. Each connection carries one :class:`~transport.link.Link`, which lives as
 long as the mesh and survives reconnects: on every new connection both sides first exchange link
-hellos, then a writer task drains :meth:`Link.data_to_send` into the websocket, while every
+hellos, then a writer task drains :meth:`Link.data_to_send` into the websocket (a one-frame
+message sent while the writer is idle is written at once by the sender, synchronously), while every
 received frame is fed, synchronously and in order as the connection parses it, to
 :meth:`Link.receive_frame` and delivered messages to the :class:`~transport.router.Router`
 (TLS decrypts into one reusable buffer per connection, :class:`_FrameReader`; a frame is a view
@@ -127,6 +128,8 @@ class _Peer:
     last_error: str = ""
     ack_timer: asyncio.TimerHandle | None = None
     ack_due: bool = False
+    ack_owed_since: float | None = None  # loop time since which an acknowledgement is owed
+    idle_ws: _MeshWebsocket | None = None  # the connection whose writer waits for work
 
     @property
     def name(self) -> str:
@@ -431,6 +434,7 @@ class WebsocketMesh:
         self._backoff_max = float(max(backoff_max, backoff_initial))
         self._max_unacked = int(max_unacked_bytes)
         self._max_size = self._limits.max_frame_bytes + _FRAME_SLACK
+        self._frame_bytes = min(self._limits.max_frame_bytes, _SEND_FRAME_BYTES)
         self._faults: FaultInjector | None = faults.injector() if faults is not None else None
         self._peers: dict[str, _Peer] = {
             p.name: _Peer(p, self._new_link(p.name), dials=self.local_name < p.name)
@@ -643,8 +647,54 @@ class WebsocketMesh:
                 ) from None
         self._check_reachable(p)
         nbytes = p.link.send(session_id, tag, payload)
-        p.wake.set()
+        if not self._write_inline(p, nbytes):
+            p.wake.set()
         return nbytes
+
+    def _write_inline(self, p: _Peer, nbytes: int) -> bool:
+        """Write the message just queued on ``p``'s link now, if the writer is idle.
+
+        Saves the writer task's wake-up for the common small message. Only when it is safe
+        and cannot block: the writer waits for work with nothing in hand (so the link's queue
+        holds just this message and no frames of another are half written), the message is one
+        frame, the connection is open and its write buffer below the high-water mark. The whole
+        write is synchronous, so nothing can run in between. Otherwise the writer does it
+        (backpressure, multi-frame messages, fault injection, resends).
+
+        Returns:
+            Whether the message was handled here (else the caller wakes the writer).
+        """
+        ws = p.idle_ws
+        if (
+            ws is None
+            or p.wake.is_set()
+            or self._faults is not None
+            or nbytes > self._frame_bytes
+            or ws.protocol.state is not State.OPEN
+            or ws.paused
+            or ws.send_in_progress is not None
+            or ws.transport.is_closing()
+        ):
+            return False
+        link = p.link
+        frames = link.data_to_send(flush_ack=self._ack_delay == 0)
+        try:
+            for frame in frames:
+                ws.protocol.send_binary(frame)
+                p.bytes_sent += len(frame)
+                p.frames_sent += 1
+            ws.send_data()  # hands the bytes to TLS; never waits
+        except Exception as exc:  # what ws.send would do: fail the connection (resent later)
+            self._log.error(
+                "%s: writing to %s failed: %r", self.local_name, p.name, exc, exc_info=exc
+            )
+            ws.set_connection_exc(exc)
+            ws.transport.abort()
+            return True
+        if not link.ack_owed:
+            p.ack_owed_since = None  # the data carried it (a pending timer will find nothing)
+            return True
+        return False  # an ACK is still owed: the writer schedules it
 
     def _check_reachable(self, p: _Peer) -> None:
         if self._closing:
@@ -883,8 +933,12 @@ class WebsocketMesh:
         if p.link.ack_owed:
             if self._ack_delay == 0 or p.link.ack_urgent:
                 p.wake.set()
-            elif p.ack_timer is None:
-                p.ack_timer = asyncio.get_running_loop().call_later(self._ack_delay, self._ack_due, p)
+            else:
+                loop = asyncio.get_running_loop()
+                if p.ack_owed_since is None:
+                    p.ack_owed_since = loop.time()
+                if p.ack_timer is None:
+                    p.ack_timer = loop.call_later(self._ack_delay, self._ack_due, p)
 
     def _abort(self, ws: _MeshWebsocket, conn: _ConnState, reason: str) -> None:
         conn.state = "closed"
@@ -892,8 +946,23 @@ class WebsocketMesh:
         ws.transport.abort()
 
     def _ack_due(self, p: _Peer) -> None:
-        """The delayed acknowledgement's timer fired: the writer sends it now."""
+        """The delayed acknowledgement's timer fired: the writer sends it now, if still owed.
+
+        Outgoing data that carries the acknowledgement does not cancel the timer (one timer per
+        ``ack_delay`` rather than one per message): if the acknowledgement owed now became owed
+        less than ``ack_delay`` ago, the timer waits for the rest of it.
+        """
         p.ack_timer = None
+        if not p.link.ack_owed:
+            p.ack_owed_since = None
+            return
+        since = p.ack_owed_since
+        if since is not None:
+            loop = asyncio.get_running_loop()
+            left = since + self._ack_delay - loop.time()
+            if left > 0:
+                p.ack_timer = loop.call_later(left, self._ack_due, p)
+                return
         p.ack_due = True
         p.wake.set()
 
@@ -902,11 +971,10 @@ class WebsocketMesh:
             p.ack_timer.cancel()
             p.ack_timer = None
         p.ack_due = False
+        p.ack_owed_since = None
 
     def _new_link(self, peer: str) -> Link:
-        return Link(
-            self.local_name, peer, self._limits, frame_bytes=min(self._limits.max_frame_bytes, _SEND_FRAME_BYTES)
-        )
+        return Link(self.local_name, peer, self._limits, frame_bytes=self._frame_bytes)
 
     def _replace_link_if_peer_restarted(self, p: _Peer, hello: bytes) -> None:
         """If a fresh link accepts a hello that ours refused, the peer restarted: start over.
@@ -979,14 +1047,20 @@ class WebsocketMesh:
                 flush = p.ack_due or self._ack_delay == 0
                 p.ack_due = False
                 frames = link.data_to_send(flush_ack=flush)
-                if p.ack_timer is not None and not link.ack_owed:
-                    p.ack_timer.cancel()
-                    p.ack_timer = None
+                if not link.ack_owed:
+                    p.ack_owed_since = None  # a pending timer will find nothing owed
                 if not frames:
                     if link.ack_owed and p.ack_timer is None:
-                        p.ack_timer = asyncio.get_running_loop().call_later(self._ack_delay, self._ack_due, p)
+                        loop = asyncio.get_running_loop()
+                        if p.ack_owed_since is None:
+                            p.ack_owed_since = loop.time()
+                        p.ack_timer = loop.call_later(self._ack_delay, self._ack_due, p)
                     p.wake.clear()
-                    await p.wake.wait()
+                    p.idle_ws = ws
+                    try:
+                        await p.wake.wait()
+                    finally:
+                        p.idle_ws = None
                     continue
                 for frame in frames:
                     if not await self._write(p, ws, frame):

@@ -160,3 +160,33 @@ async def test_session_input_and_reveal_delegate_to_the_engine() -> None:
     s = Session(LoopbackChannel({}, 0, 2), resources={"secret-engine": object()})
     with pytest.raises(ConfigError):
         _ = s.engine
+
+
+async def test_exchange_names_the_silent_peer_and_leaves_no_receive_pending() -> None:
+    """Receives are awaited in turn: a silent peer raises PeerUnavailable naming it, after the
+    messages of the others were received, and no receive of the round stays registered."""
+    from mpc.errors import PeerUnavailable
+    from transport.memory import MemoryNetwork
+
+    names = ["a", "b", "c"]
+    async with MemoryNetwork(names, recv_timeout=0.3) as net:
+        channels = [net[n].channel("silent", names) for n in names]
+        sessions = [Session(ch) for ch in channels]
+
+        async def talk(s: Session) -> Any:
+            try:
+                return await s.exchange("x", s.party_id)
+            except PeerUnavailable as exc:
+                return exc
+
+        # c allocates the round but sends nothing.
+        sessions[2].round("x")
+        out = await asyncio.gather(*(talk(s) for s in sessions[:2]))
+        for pid, err in enumerate(out):
+            assert isinstance(err, PeerUnavailable) and err.peer == "c"
+            ch = channels[pid]
+            assert ch.stats.messages_received == 1  # the other talking party's message
+            with pytest.raises(PeerUnavailable):  # not "already being awaited"
+                await ch.recv(2, "/x#0")
+        for ch in channels:
+            await ch.close()

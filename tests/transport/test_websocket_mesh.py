@@ -416,6 +416,55 @@ async def test_sends_wait_for_acknowledgements_beyond_the_window(
     await receiver.close()
 
 
+async def test_inline_small_writes_and_writer_chunked_writes_never_interleave(
+    make_mesh: MeshFactory, prg: PRG
+) -> None:
+    """A sender writes a one-frame message itself when the link's writer is idle; multi-frame
+    messages (and anything sent while the writer is busy) go through the writer. Mixed from
+    concurrent tasks, every message still arrives whole and intact."""
+    limits = FrameLimits(max_frame_bytes=4096)
+    a = make_mesh("a", limits=limits)
+    b = make_mesh("b", limits=limits)
+    await a.start()
+    await b.start()
+    await _connected([a, b])
+    inline: list[bool] = []
+    write_inline = a._write_inline
+
+    def spy(p: Any, nbytes: int) -> bool:
+        inline.append(write_inline(p, nbytes))
+        return inline[-1]
+
+    a._write_inline = spy  # type: ignore[method-assign]
+    write = a._write
+
+    async def slow_write(p: Any, ws: Any, frame: Any) -> bool:
+        await asyncio.sleep(0)  # the writer yields between frames, as when TCP is slow
+        return await write(p, ws, frame)
+
+    a._write = slow_write  # type: ignore[method-assign]
+    arrays = [prg.uint64(3000 if i % 4 == 0 else 4) for i in range(42)]  # 6 frames, or 1
+    sender = a.channel("mix", ["a", "b"])
+    receiver = b.channel("mix", ["a", "b"])
+    async with asyncio.timeout(2 * TIMEOUT):
+        for i, array in enumerate(arrays[:-1]):
+            await sender.send(1, f"m#{i}", array)
+            if i % 4 == 0:  # the writer starts on the chunked message: small ones must queue
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+        while a._peers["b"].idle_ws is None:  # the writer is done: the next one goes inline
+            await asyncio.sleep(0.01)
+        await sender.send(1, f"m#{len(arrays) - 1}", arrays[-1])
+        received = [await receiver.recv(0, f"m#{i}") for i in range(len(arrays))]
+    for got, sent in zip(received, arrays):
+        np.testing.assert_array_equal(got, sent)
+    assert True in inline and False in inline  # both paths were taken
+    assert b.stats()["peers"]["a"]["frames_dropped"] == 0
+    assert inline[-1] and inline[0] is False
+    await sender.close()
+    await receiver.close()
+
+
 async def _exchange_rounds(session: Session, x: np.ndarray) -> list[np.ndarray]:
     """Exchange ``x`` for three rounds, changing it after every send (allowed once sent)."""
     out = []
