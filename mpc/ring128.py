@@ -364,24 +364,36 @@ def _mul_u64(a: Z128, c: Z128) -> Z128:
     return out
 
 
+def _direct(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether an elementwise operation on limbs ``a`` and ``b`` can skip :func:`blocked`:
+    ``a`` small and at least 1-d (no numpy scalars), ``b`` broadcast into ``a``'s shape."""
+    sa, sb = a.shape, b.shape
+    if not sa or a.size > 2 * _BLOCK:
+        return False
+    if sa == sb:
+        return True
+    return len(sb) <= len(sa) and builtins.all(y in (1, x) for x, y in zip(sa[len(sa) - len(sb) :], sb))
+
+
 def add(a: Z128, b: Z128) -> Z128:
     """``a + b mod 2^128`` (elementwise, broadcasting)."""
-    shape = a.lo.shape
-    if shape and shape == b.lo.shape and a.lo.size <= 2 * _BLOCK:  # the common case, directly
+    if _direct(a.lo, b.lo):  # the common cases (same shapes, or b broadcast into a), directly
         return _add(a, b)
     return blocked(_add, a, b)
 
 
 def sub(a: Z128, b: Z128) -> Z128:
     """``a - b mod 2^128`` (elementwise, broadcasting)."""
-    shape = a.lo.shape
-    if shape and shape == b.lo.shape and a.lo.size <= 2 * _BLOCK:
+    if _direct(a.lo, b.lo):
         return _sub(a, b)
     return blocked(_sub, a, b)
 
 
 def add_products(c: Z128, a1: Z128, b1: Z128, a2: Z128, b2: Z128) -> Z128:
     """``c + a1 * b1 + a2 * b2 mod 2^128`` in one blocked pass (elementwise, broadcasting)."""
+    lo = c.lo
+    if _direct(lo, a1.lo) and _direct(lo, b1.lo) and _direct(lo, a2.lo) and _direct(lo, b2.lo):
+        return _add_products(c, a1, b1, a2, b2)
     return blocked(_add_products, c, a1, b1, a2, b2)
 
 
@@ -391,16 +403,22 @@ def _add_products(c: Z128, a1: Z128, b1: Z128, a2: Z128, b2: Z128) -> Z128:
 
 def neg(a: Z128) -> Z128:
     """``-a mod 2^128``."""
+    if _direct(a.lo, a.lo):
+        return _neg(a)
     return blocked(_neg, a)
 
 
 def mul_wide_u64(a: np.ndarray, b: np.ndarray) -> Z128:
     """The full 128-bit product of two uint64 arrays (elementwise, broadcasting)."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == _U64 and b.dtype == _U64 and _direct(a, b):
+        return _mul_wide(a, b)
     return blocked(lambda x, y: _mul_wide(x.lo, y.lo), from_u64(np.asarray(a)), from_u64(np.asarray(b)))
 
 
 def mul(a: Z128, b: Z128) -> Z128:
     """``a * b mod 2^128`` (the low 128 bits of the product), elementwise with broadcasting."""
+    if _direct(a.lo, b.lo):
+        return _mul(a, b)
     return blocked(_mul, a, b)
 
 
@@ -409,6 +427,8 @@ def mul_u64(a: Z128, c: np.ndarray) -> Z128:
     c = np.asarray(c)
     if c.dtype != _U64:
         raise ConfigError(f"mul_u64 needs a uint64 multiplier, got {c.dtype}")
+    if _direct(a.lo, c):
+        return _mul_u64(a, _z(c, c))
     return blocked(_mul_u64, a, _z(c, c))  # _mul_u64 reads only the low limb of its multiplier
 
 

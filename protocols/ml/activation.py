@@ -59,6 +59,7 @@ from mpc import ring128 as r128
 from mpc.errors import ConfigError
 from mpc.ring128 import Z128
 from protocols.spdz import compare as cmp
+from protocols.spdz import online
 from protocols.spdz import shares as sh
 from protocols.spdz.array import SecretArray
 from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing
@@ -73,6 +74,61 @@ DROPPED_BELOW = 4
 """The window starts ``DROPPED_BELOW`` bits above the binary point: resolution ``2^-4``."""
 
 Steps = Generator[list[AuthShare], list[Z128], AuthShare]
+
+_CHUNK_SHIFTS = np.arange(0, 64, 2, dtype=np.uint64)
+_THREE = np.uint64(3)
+_MASK32 = np.uint64(0xFFFFFFFF)
+_SHIFT32 = np.uint64(32)
+_GP_FORMS = np.array([4, 0], dtype=np.intp).reshape(2, 1, 1, 1, 1, 1)  # g reads forms 4..7, p forms 0..3
+
+
+def _top_leaf_coefficients() -> tuple[np.ndarray, np.ndarray]:
+    """``compare.select``'s coefficients of ``[1], [r0], [r1], [q]`` for the top leaf's tables.
+
+    Row ``v`` (``v = c_62 + 2 c_63``, the public top chunk) is for B, row ``4 + v`` for A.
+    ``select`` reads a coefficient modulo 2^64, i.e. ``s + 2^64 [s < 0]`` for the small signed
+    ``s`` (here in [-2, 2]). Returns ``s`` and ``[s < 0]``, both float64 ``(8, 4)``.
+    """
+    g, p = cmp.ltz_leaves(np.arange(4, dtype=np.uint64).reshape(4, 1))
+    f = np.concatenate([p[:, 0], g[:, 0]])  # (8, 4): the tables F(v) of B then A
+    f0, f1, f2, f3 = (f[:, i] for i in range(4))
+    with np.errstate(over="ignore"):
+        coeffs = np.stack([f0, f1 - f0, f2 - f0, f3 - f2 - f1 + f0], axis=1)  # wraps mod 2^64, as select
+    signed = coeffs.view(np.int64)
+    return signed.astype(np.float64), (signed < 0).astype(np.float64)
+
+
+_TOP_SIGNED, _TOP_NEGATIVE = _top_leaf_coefficients()
+_M32 = np.int64(0xFFFFFFFF)
+_S32 = np.int64(32)
+
+
+def _small_combinations(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The top leaf's eight forms ``sum_i (s_i mod 2^64) t_i mod 2^128`` (the limbs of ``(8, ...)``).
+
+    ``(s mod 2^64) t = s t + 2^64 t [s < 0] = s t + 2^64 (t mod 2^64) [s < 0] (mod 2^128)``.
+    With ``t`` cut into four 32-bit limbs, each limb's combination has ``|s| <= 2`` and four
+    terms, so it is below 2^36 in magnitude: exact as a float64 matrix product and as int64;
+    the signed limbs then carry into each other (floor shifts) modulo 2^128.
+    """
+    terms, shape = lo.shape[0], lo.shape[1:]
+    forms = _TOP_SIGNED.shape[0]
+    limbs = np.empty((terms, 4, *shape), dtype=np.float64)  # (term, limb, ...), limbs below 2^32
+    limbs[:, 0] = lo & _MASK32
+    limbs[:, 1] = lo >> _SHIFT32
+    limbs[:, 2] = hi & _MASK32
+    limbs[:, 3] = hi >> _SHIFT32
+    v = (_TOP_SIGNED @ limbs.reshape(terms, -1)).astype(np.int64).reshape(forms, 4, *shape)
+    low_limbs = limbs[:, :2].reshape(terms, -1)  # 2^64 (t mod 2^64): t's low limbs at limbs 2 and 3
+    v[:, 2:] += (_TOP_NEGATIVE @ low_limbs).astype(np.int64).reshape(forms, 2, *shape)
+    out = np.empty((4, forms, *shape), dtype=np.int64)
+    carry = None
+    for j in range(4):  # a loop over the 4 limbs
+        limb = v[:, j] if carry is None else v[:, j] + carry
+        carry = limb >> _S32
+        np.bitwise_and(limb, _M32, out=out[j])
+    res = out.view(np.uint64)
+    return res[0] | (res[1] << _SHIFT32), res[2] | (res[3] << _SHIFT32)
 
 
 def _tree_levels(width: int) -> list[int]:
@@ -153,38 +209,103 @@ def window_steps(
         except StopIteration as done:
             (q,) = done.value
     c = opened_c.lo.reshape(m)
+    return (yield from _window_tree(prep, party_id, key_share, c, r0, r1, q, thresholds, low_bits, k, shape))
 
+
+def _window_tree(
+    prep: SpdzPreprocessing,
+    party_id: int,
+    key_share: np.ndarray,
+    c: np.ndarray,
+    r0: AuthShare,
+    r1: AuthShare,
+    q: AuthShare,
+    thresholds: Sequence[int],
+    low_bits: int,
+    k: int,
+    shape: tuple[int, ...],
+) -> Steps:
+    """Steps 2 and 3 of :func:`window_steps` after the opening of ``c`` (uint64 ``(m,)``).
+
+    The same leaves and carry tree as :func:`protocols.spdz.compare.gather_leaves`,
+    ``ltz_leaves``, ``select`` and ``multiply_steps`` (the same ring values, products in the
+    same order, so the same triples and openings), with the small arrays of a training batch
+    handled as a few whole-array steps: every leaf of every threshold is one gather from a
+    table of the eight linear forms, and each tree level keeps ``g`` and ``p`` in one array
+    whose rows the level's operands are picked from by index.
+    """
+    m = c.shape[0]
+    n_t = len(thresholds)
+    chunks = k // 2
+    width = n_t * m
     top = np.uint64((1 << k) - 1)
     shift = np.uint64(low_bits)
-    windows = np.concatenate([((c - np.uint64(int(t) % (1 << 64))) >> shift) & top for t in thresholds])
-    cv = np.ascontiguousarray(cmp.chunk_values(windows)[:, :chunks].T)  # (k / 2, n_t m), low chunk first
-    r0t, r1t, qt = (sh.concatenate([a] * n_t, axis=1) if n_t > 1 else a for a in (r0, r1, q))
-    g, p = cmp.gather_leaves(r0t, r1t, qt, cv, cmp.Want(lt=True), party_id, key_share)
-    if g is None:
-        raise ConfigError("internal: no lt leaves")
-    # the top leaf is (A, B) of the engine's LTZ: the sign bit of the k-bit window
-    gt, pt = cmp.ltz_leaves(cv[-1:].T)
-    width = n_t * m
-    last = slice(chunks - 1, chunks)
-    ab_top = cmp.select(np.stack([gt[:, -1], pt[:, -1]]), r0t[last], r1t[last], qt[last], party_id, key_share)
-    g = sh.concatenate([g[: chunks - 1], ab_top[0:1]], axis=0)
-    p = sh.concatenate([p[: chunks - 1], ab_top[1:2]], axis=0)
+    ts = np.array([int(t) % (1 << 64) for t in thresholds], dtype=np.uint64).reshape(n_t, 1)
+    windows = ((c - ts) >> shift) & top  # (n_t, m): row t is the window of c - T_t (wraps mod 2^64)
+    cv = (windows >> _CHUNK_SHIFTS[:chunks].reshape(chunks, 1, 1)) & _THREE  # (k / 2, n_t, m), low chunk first
+
+    # The eight linear forms of a chunk's bits (compare.gather_leaves): p picks u_(c_j) from
+    # [u0, u1, u2, q], g the suffix sum from [s1, r1, q, 0]. Table axes: form, limb, share/MAC
+    # row, chunk, element; the forms are computed into it (ring128's add and sub, limb by limb).
+    table = np.empty((8, 2, 2, chunks, m), dtype=np.uint64)
+    (r0lo, r0hi), (r1lo, r1hi), (qlo, qhi) = ((a.data.lo, a.data.hi) for a in (r0, r1, q))
+    for i, (lo, hi) in ((3, (qlo, qhi)), (5, (r1lo, r1hi)), (6, (qlo, qhi))):  # a loop over 3 copies
+        table[i, 0], table[i, 1] = lo, hi
+    table[7] = 0
+    for i, (lo, hi) in ((1, (r0lo, r0hi)), (2, (r1lo, r1hi))):  # u1 = r0 - q, u2 = r1 - q
+        np.subtract(lo, qlo, out=table[i, 0])
+        np.subtract(hi, qhi, out=table[i, 1])
+        table[i, 1] -= (lo < qlo).view(np.uint8)
+    np.add(table[1, 0], r1lo, out=table[4, 0])  # s1 = u1 + r1
+    np.add(table[1, 1], r1hi, out=table[4, 1])
+    table[4, 1] += (table[4, 0] < r1lo).view(np.uint8)
+    unit = sh.unit(party_id, key_share).data  # u0 = 1 - s1 (the unit's high limbs are 0)
+    unit_lo = unit.lo.reshape(2, 1, 1)
+    np.subtract(unit_lo, table[4, 0], out=table[0, 0])
+    np.negative(table[4, 1], out=table[0, 1])
+    table[0, 1] -= (unit_lo < table[4, 0]).view(np.uint8)
+    # The top chunk's leaf is (A, B) of the engine's LTZ (compare.ltz_leaves): for each value
+    # of the public chunk (c_62 + 2 c_63), B (read by p) and A (read by g) are the linear forms
+    # compare.select makes of their tables, sum_i coeff_i [t_i] over [1], [r0], [r1], [q].
+    t_lo = np.empty((4, 2, m), dtype=np.uint64)  # (term, row, element)
+    t_hi = np.empty((4, 2, m), dtype=np.uint64)
+    t_lo[0], t_hi[0] = unit.lo.reshape(2, 1), unit.hi.reshape(2, 1)
+    for i, (lo, hi) in enumerate(((r0lo, r0hi), (r1lo, r1hi), (qlo, qhi)), 1):  # a loop over 3 terms
+        t_lo[i], t_hi[i] = lo[:, -1], hi[:, -1]
+    top_lo, top_hi = _small_combinations(t_lo, t_hi)  # (form, row, element)
+    table[:, 0, :, -1] = top_lo
+    table[:, 1, :, -1] = top_hi
+    # flat index of table[cv + 4 gp, limb, row, j, i] for output [gp, limb, row, j, t, i]
+    inner = 4 * chunks * m
+    offsets = np.arange(inner, dtype=np.intp).reshape(1, 2, 2, chunks, 1, m)
+    forms = cv.astype(np.intp).reshape(1, 1, 1, chunks, n_t, m) + _GP_FORMS
+    leaves = np.take(table.reshape(-1), forms * inner + offsets)  # (g then p, limb, row, k/2, n_t, m)
+    leaves = leaves.reshape(2, 2, 2, chunks, width)
+    # gp: rows 0 .. level - 1 the g of each node, rows level .. 2 level - 1 its p
+    gp = Z128(
+        np.concatenate([leaves[0, 0], leaves[1, 0]], axis=1), np.concatenate([leaves[0, 1], leaves[1, 1]], axis=1)
+    )  # (share/MAC, 2 level, width)
+
     level = chunks
     while level > 1:  # the carry tree of protocols.spdz.compare (lt only)
         pairs = level // 2
-        hi, lo = slice(1, 2 * pairs, 2), slice(0, 2 * pairs, 2)
-        p_hi, p_lo = p[hi], p[lo]
-        pg, pp = yield from cmp.multiply_steps(prep, [p_hi, p_hi[1:]], [g[lo], p_lo[1:]])
-        g_next = sh.add(g[hi], pg)
-        if 2 * pairs < level:  # an odd top element passes up unchanged
-            rest = slice(2 * pairs, level)
-            g = sh.concatenate([g_next, g[rest]], axis=0)
-            p = sh.concatenate([p[1:2], pp, p[rest]], axis=0)  # row 0's p is never used
-        else:
-            g = g_next
-            p = sh.concatenate([p[1:2], pp], axis=0)
+        hi = list(range(1, 2 * pairs, 2))
+        lo = list(range(0, 2 * pairs, 2))
+        # p_hi g_lo for every pair, then p_hi p_lo for every pair but the lowest (its p is unused)
+        left = gp[:, [level + h for h in hi] + [level + h for h in hi[1:]]]
+        right = gp[:, lo + [level + j for j in lo[1:]]]
+        rows = left.shape[1]
+        x, y = left.reshape(2, rows * width), right.reshape(2, rows * width)
+        triple = prep.triples((rows * width,))
+        d_share, e_share = online.beaver_masks(AuthShare._of(x), AuthShare._of(y), triple)
+        d, e = yield [d_share, e_share]
+        z = online.beaver_product("mul", d, e, AuthShare._of(x), triple).data.reshape(2, rows, width)
+        g_next = r128.add(gp[:, hi], z[:, :pairs])
+        rest = list(range(2 * pairs, level))  # an odd top element passes up unchanged
+        parts = [g_next, gp[:, rest], gp[:, level + 1 : level + 2], z[:, pairs:], gp[:, [level + j for j in rest]]]
+        gp = r128.concatenate(parts, axis=1)
         level -= pairs
-    return g.reshape(n_t, *shape)
+    return AuthShare._of(gp[:, :1].reshape(2, n_t, *shape))
 
 
 def below_thresholds(z: SecretArray, thresholds: Sequence[float], scale_bits: int) -> SecretArray:

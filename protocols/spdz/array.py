@@ -40,12 +40,12 @@ if TYPE_CHECKING:
 
 __all__ = ["SecretArray", "concatenate", "stack", "where"]
 
-_U8_ZERO = np.zeros((), dtype=np.uint8)
+_ZERO_BYTE = bytes(1)
 
 
 def _probe(shape: tuple[int, ...]) -> np.ndarray:
-    """A zero-stride array of ``shape`` for working out result shapes with numpy itself."""
-    return np.broadcast_to(_U8_ZERO, shape)
+    """A zero-stride (read-only) array of ``shape`` for working out result shapes with numpy itself."""
+    return np.ndarray(shape, dtype=np.uint8, buffer=_ZERO_BYTE, strides=(0,) * len(shape))
 
 
 def _result_shape(fn: Callable[..., Any], *args: Any) -> tuple[int, ...]:
@@ -183,7 +183,7 @@ class SecretArray:
         if o is not None:
             frac = max(self.frac_bits, o.frac_bits)
             a, b = self._to_frac(frac), o._to_frac(frac)
-            shape = _result_shape(np.broadcast_shapes, self.shape, o.shape)
+            shape = self.shape if self.shape == o.shape else _result_shape(np.broadcast_shapes, self.shape, o.shape)
             return self._linear(sh.add, [a, b], lambda: shape, frac)
         c, fc = self._public(other, for_mul=False)
         frac = max(self.frac_bits, fc)
@@ -202,13 +202,24 @@ class SecretArray:
 
     def __sub__(self, other: Any) -> SecretArray:
         o = self._other(other)
-        if o is not None:
-            return self + (-o)
+        if o is not None:  # one node: a - b equals a + (-b) modulo 2^128
+            frac = max(self.frac_bits, o.frac_bits)
+            a, b = self._to_frac(frac), o._to_frac(frac)
+            shape = self.shape if self.shape == o.shape else _result_shape(np.broadcast_shapes, self.shape, o.shape)
+            return self._linear(sh.sub, [a, b], lambda: shape, frac)
         arr = np.asarray(other)
         return self + (-(arr.astype(np.int64) if arr.dtype.kind in "bu" else arr))
 
     def __rsub__(self, other: Any) -> SecretArray:
-        return (-self) + other
+        if self._other(other) is not None:
+            return other - self
+        # one node: c - x is (-x) + c, as ``(-self) + other`` computes it
+        c, fc = self._public(other, for_mul=False)
+        frac = max(self.frac_bits, fc)
+        a = self._to_frac(frac)
+        eng = self._engine
+        shape = _result_shape(np.broadcast_shapes, self.shape, c.shape)
+        return self._linear(lambda x: sh.add_public(sh.neg(x), c, eng.party_id, eng.key_share), [a], lambda: shape, frac)
 
     # -- products -----------------------------------------------------------------------------
 

@@ -38,49 +38,60 @@ _Columns = tuple[AuthShare | np.ndarray | None, ...]
 
 
 class _Buffer:
-    """Material of one kind generated ahead of need: flat columns and a read position."""
+    """Material of one kind generated ahead of need: columns, a read position and the count
+    left from it (taking is slicing views; nothing is copied until more is generated).
 
-    __slots__ = ("columns", "size")
+    A column's elements lie along axis 1 of its shares (``(2, count, ...)``), or along its last
+    axis for the columns listed in ``last_axis`` (bit-major ``(2, width, count)`` material).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("columns", "start", "size", "axes")
+
+    def __init__(self, last_axis: tuple[int, ...] = ()) -> None:
         self.columns: _Columns = ()
+        self.start = 0
         self.size = 0
+        self.axes = last_axis
+
+    def _part(self, i: int, c: AuthShare | np.ndarray | None, start: int, stop: int) -> AuthShare | np.ndarray | None:
+        if i in self.axes and isinstance(c, AuthShare):
+            return AuthShare._of(c.data[..., start:stop])
+        return _part(c, start, stop)
 
     def take(self, n: int, generate: Callable[[int], _Columns]) -> _Columns:
         if n > self.size:
-            fresh = generate(n - self.size)
-            self.columns = fresh if self.size == 0 else tuple(_join(a, b) for a, b in zip(self.columns, fresh))
-            self.size = n
-        out = tuple(_head(c, n) for c in self.columns)
-        self.columns = tuple(_tail(c, n) for c in self.columns)
-        self.size -= n
-        return out
+            self.fill(n - self.size, generate)
+        start = self.start
+        self.start, self.size = start + n, self.size - n
+        return tuple(self._part(i, c, start, start + n) for i, c in enumerate(self.columns))
 
     def fill(self, n: int, generate: Callable[[int], _Columns]) -> None:
         if n > 0:
             fresh = generate(n)
-            self.columns = fresh if self.size == 0 else tuple(_join(a, b) for a, b in zip(self.columns, fresh))
+            if self.size == 0:
+                self.columns = fresh
+            else:
+                end = self.start + self.size
+                self.columns = tuple(
+                    _join(self._part(i, a, self.start, end), b, -1 if i in self.axes else 1)
+                    for i, (a, b) in enumerate(zip(self.columns, fresh))
+                )
+            self.start = 0
             self.size += n
 
 
-def _join(a: AuthShare | np.ndarray | None, b: AuthShare | np.ndarray | None) -> AuthShare | np.ndarray | None:
+def _join(a: AuthShare | np.ndarray | None, b: AuthShare | np.ndarray | None, axis: int = 1) -> AuthShare | np.ndarray | None:
     if a is None or b is None:
         return None
     if isinstance(a, AuthShare) and isinstance(b, AuthShare):
-        return AuthShare._of(r128.concatenate([a.data, b.data], axis=1))
+        return AuthShare._of(r128.concatenate([a.data, b.data], axis=axis))
     return np.concatenate([a, b])  # type: ignore[list-item]
 
 
-def _head(c: AuthShare | np.ndarray | None, n: int) -> AuthShare | np.ndarray | None:
+def _part(c: AuthShare | np.ndarray | None, start: int, stop: int) -> AuthShare | np.ndarray | None:
     if c is None:
         return None
-    return AuthShare._of(c.data[:, :n]) if isinstance(c, AuthShare) else c[:n]
-
-
-def _tail(c: AuthShare | np.ndarray | None, n: int) -> AuthShare | np.ndarray | None:
-    if c is None:
-        return None
-    return AuthShare._of(c.data[:, n:]) if isinstance(c, AuthShare) else c[n:]
+    return AuthShare._of(c.data[:, start:stop]) if isinstance(c, AuthShare) else c[start:stop]
 
 
 class InsecureDealer:
@@ -249,7 +260,8 @@ class InsecureDealer:
 
     def _buffer(self, key: str) -> _Buffer:
         if key not in self._buffers:
-            self._buffers[key] = _Buffer()
+            # comparison masks keep their bits and pair products bit-major (see _gen_comparison)
+            self._buffers[key] = _Buffer((1, 2) if key == "comparison_masks" else ())
         return self._buffers[key]
 
     def _take(self, key: str, shape: tuple[int, ...], generate: Callable[[int], _Columns]) -> _Columns:
@@ -359,7 +371,8 @@ class InsecureDealer:
         t = self._authenticate(f"{label}/high", (count,), lambda: self._uniform(f"{label}/high", (count,)))
         weights = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
         r = r128.add(r128.sum(r128.mul_u64(b.data, weights), axis=2), r128.shl(t.data, 64))  # local, as a real provider
-        return (AuthShare(r), b, self._authenticate(f"{label}/pairs", (count, 32), pairs))
+        q = self._authenticate(f"{label}/pairs", (count, 32), pairs)
+        return (AuthShare(r), _transposed(b), _transposed(q))  # bits and products bit-major: (2, width, count)
 
     def _gen_trunc(self, count: int, f: int) -> _Columns:
         label = f"truncation_pairs/{f}"
@@ -379,10 +392,17 @@ class InsecureDealer:
         )
 
 
-def _bit_major(column: AuthShare | np.ndarray | None, count: int, width: int) -> AuthShare:
-    """Element-major ``(count, width)`` material as a contiguous ``(width, count)`` array."""
-    data = _shaped(column, (count, width)).data
+def _transposed(column: AuthShare) -> AuthShare:
+    """Element-major ``(2, count, width)`` material as a contiguous bit-major ``(2, width, count)`` one."""
+    data = column.data
     return AuthShare(Z128(np.ascontiguousarray(data.lo.transpose(0, 2, 1)), np.ascontiguousarray(data.hi.transpose(0, 2, 1))))
+
+
+def _bit_major(column: AuthShare | np.ndarray | None, count: int, width: int) -> AuthShare:
+    """Bit-major ``(width, count)`` material taken from the buffer, checked."""
+    if not isinstance(column, AuthShare) or column.data.shape != (2, width, count):
+        raise ConfigError("internal: expected bit-major shares")
+    return column
 
 
 def _count_arg(count: int) -> int:
@@ -400,6 +420,8 @@ def _frac(frac_bits: int) -> int:
 def _shaped(column: AuthShare | np.ndarray | None, shape: tuple[int, ...]) -> AuthShare:
     if not isinstance(column, AuthShare):
         raise ConfigError("internal: expected shares")
+    if len(shape) == 1 and column.data.lo.ndim == 2:  # a flat column is already (2, count)
+        return column
     return column.reshape(tuple(shape))
 
 

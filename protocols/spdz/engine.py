@@ -180,8 +180,9 @@ class Engine:
         from protocols.spdz.array import SecretArray
 
         self._ensure_live()
-        if all(d._value is not None for d in deps):
-            value = fn(*(d._value for d in deps))
+        values = [d._value for d in deps]
+        if None not in values:
+            value = fn(*values)
             return SecretArray(self, value.shape, frac_bits, value=value)
         node = SecretArray(self, shape(), frac_bits, deps=tuple(deps), compute=fn, interactive=False)
         self._pending.append(node)
@@ -265,10 +266,10 @@ class Engine:
         while self._pending or active:
             waiting: list[SecretArray] = []
             for node in self._pending:  # creation order: identical at every party
-                if any(d._value is None for d in node._deps):
+                values = [d._value for d in node._deps]
+                if None in values:  # (a list of shares or None: identity comparisons only)
                     waiting.append(node)
                     continue
-                values = [d._value for d in node._deps]
                 if not node._interactive:
                     node._resolve(node._compute(*values))
                     continue

@@ -65,6 +65,7 @@ __all__ = [
 
 TRUNCATION_BIAS = 1 << 62
 _U64 = np.dtype(np.uint64)
+_JOINED_INNER_MAX = 1 << 21  # ring128.matmul's largest inner dimension
 
 BILINEAR: dict[str, Callable[[Z128, Z128], Z128]] = {"mul": r128.mul, "matmul": r128.matmul}
 """The bilinear maps of :func:`beaver_product`, by name."""
@@ -104,6 +105,13 @@ def beaver_product(op: str, d: Z128, e: Z128, x: AuthShare, triple: Triple) -> A
         return AuthShare(r128.add_products(triple.c.data, d[None], triple.b.data, x.data, e[None]))
     if op not in BILINEAR:
         raise ConfigError(f"unknown bilinear operation {op!r}")
+    if op == "matmul" and d.ndim == 2 and x.ndim == 2 and 2 * d.shape[1] <= _JOINED_INNER_MAX:
+        # d @ [b] + [x] @ e = [d | x] @ [b ; e]: one product over the joined inner axis (the
+        # pair axis of the shares is a batch axis; d and e are the same for both rows).
+        (m, k), n = d.shape, e.shape[1]
+        left = r128.concatenate([d.broadcast_to((2, m, k)), x.data], axis=2)
+        right = r128.concatenate([triple.b.data, e.broadcast_to((2, k, n))], axis=1)
+        return AuthShare(r128.add(triple.c.data, r128.matmul(left, right)))
     f = BILINEAR[op]
     return AuthShare(r128.add(r128.add(triple.c.data, f(d[None], triple.b.data)), f(x.data, e[None])))
 

@@ -65,9 +65,12 @@ def shape_size(shape: tuple[int, ...]) -> int:
     Raises:
         ConfigError: a negative dimension.
     """
-    if any(int(d) < 0 for d in shape):
-        raise ConfigError(f"invalid shape {shape}")
-    return int(np.prod(shape, dtype=np.int64))
+    size = 1
+    for d in shape:  # a loop over the dimensions
+        if int(d) < 0:
+            raise ConfigError(f"invalid shape {shape}")
+        size *= int(d)
+    return size
 
 
 @dataclass(frozen=True, eq=False)

@@ -218,10 +218,14 @@ def add_public(a: AuthShare, c: Any, party_id: int, key_share: np.ndarray) -> Au
         delta = _scalar_pair(int(cu), party_id, key_share)
         return _of(r128.add(a.data, delta.reshape(2, *([1] * a.ndim))))
     nd = max(a.ndim, cu.ndim)
-    lifted = r128.from_u64(cu)
-    value = lifted if party_id == 0 else r128.zeros(cu.shape)
-    delta = r128.stack([value, r128.mul_u64(lifted, np.asarray(key_share, dtype=np.uint64))])
-    return _of(r128.add(_aligned(a.data, nd), _aligned(delta, nd)))
+    mac = r128.mul_wide_u64(cu, np.asarray(key_share, dtype=np.uint64))  # alpha_i * c < 2^128
+    lo = np.empty((2, *cu.shape), dtype=np.uint64)
+    hi = np.empty((2, *cu.shape), dtype=np.uint64)
+    lo[0] = cu if party_id == 0 else 0
+    lo[1] = mac.lo
+    hi[0] = 0
+    hi[1] = mac.hi
+    return _of(r128.add(_aligned(a.data, nd), _aligned(Z128(lo, hi), nd)))
 
 
 def _scalar_pair(c: int, party_id: int, key_share: np.ndarray) -> Z128:

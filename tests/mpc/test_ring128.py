@@ -265,3 +265,20 @@ def test_results_of_0d_operands_hold_arrays() -> None:
         assert z.shape == () and isinstance(z.lo, np.ndarray) and isinstance(z.hi, np.ndarray)
     assert ints(r.shl(x[1], 3)) == [(M - 1) * 8 % M]
     assert ints(r.shr(x[1], 70)) == [(M - 1) >> 70]
+
+
+@pytest.mark.parametrize("sb", [(3, 4), (4,), (1, 4), (3, 1), (), (1,)])
+def test_small_broadcast_operands_match_python(prg: PRG, sb: tuple[int, ...]) -> None:
+    """The direct (unblocked) path for a second operand broadcast into the first."""
+    a, b = rand128(prg, (3, 4)), rand128(prg, sb)
+    ai, bi = r.to_int(a), np.broadcast_to(r.to_int(b), (3, 4))
+    for op, ref in ((r.add, ai + bi), (r.sub, ai - bi), (r.mul, ai * bi), (r.mul_u64, ai * (bi % (1 << 64)))):
+        got = op(a, b.lo if op is r.mul_u64 else b)
+        assert got.shape == (3, 4) and isinstance(got.lo, np.ndarray)
+        assert np.array_equal(np.asarray(r.to_int(got), dtype=object), ref % M)
+    wide = r.mul_wide_u64(a.lo, b.lo)
+    assert np.array_equal(np.asarray(r.to_int(wide), dtype=object), r.to_int(r.from_u64(a.lo)) * (bi % (1 << 64)))
+    c = rand128(prg, (3, 4))
+    got = r.to_int(r.add_products(c, b, a, a, b))
+    assert np.array_equal(np.asarray(got, dtype=object), (r.to_int(c) + 2 * ai * bi) % M)
+    assert np.array_equal(np.asarray(r.to_int(r.neg(a)), dtype=object), (-ai) % M)

@@ -176,6 +176,12 @@ def test_window_test_against_numpy(seed: bytes, prg: PRG, masks: bool, n: int) -
         total = r128.add(total, r.data[0])
     got = total.lo.view(np.int64)
     assert set(np.unique(got).tolist()) <= {0, 1}
+    # the MAC shares authenticate the result: sum_i m_i = alpha * sum_i x_i (mod 2^128)
+    alpha = r128.sum(r128.from_u64(np.array([d.mac_key_share() for d in dealers], dtype=np.uint64)))
+    macs = results[0].data[1]
+    for r in results[1:]:
+        macs = r128.add(macs, r.data[1])
+    assert r128.equal(macs, r128.mul(total, alpha)).all()
     for k, t in enumerate((-2.0, 2.0)):
         sure = np.abs(z - t) >= 2.0**-4
         assert np.array_equal(got[k][sure], (z[sure] < t).astype(np.int64))

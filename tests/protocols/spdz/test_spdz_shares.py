@@ -230,3 +230,18 @@ def test_mac_key_share_is_64_bit_and_alpha_lifted(seed: bytes) -> None:
     keys = [int(d.mac_key_share()) for d in ds]
     assert all(0 <= k < M64 for k in keys)
     assert mac_key(ds) == sum(keys)  # the sum is taken over Z_2^128, not reduced mod 2^64
+
+
+def test_comparison_masks_independent_of_batching(seed: bytes) -> None:
+    """Bit-major comparison masks are the same material however they are reserved and taken."""
+    whole = InsecureDealer(1, 3, seed, allow_insecure=True).comparison_masks(9)
+    d = InsecureDealer(1, 3, seed, allow_insecure=True)
+    d.reserve(Requirements(comparison_masks=3))
+    parts = [d.comparison_masks(2), d.comparison_masks(4), d.comparison_masks(3)]  # partly fresh
+    for field in ("value", "bits", "pair_products"):
+        joined = sh.concatenate([getattr(p, field) for p in parts], axis=-1)
+        ref = getattr(whole, field)
+        assert joined.shape == ref.shape
+        np.testing.assert_array_equal(joined.data.lo, ref.data.lo)
+        np.testing.assert_array_equal(joined.data.hi, ref.data.hi)
+    assert whole.bits.shape == (64, 9) and whole.pair_products.shape == (32, 9)
