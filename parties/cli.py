@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -119,6 +120,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await node.start()
+        # The node's long-lived setup objects go to the permanent generation, so the garbage
+        # collector's full passes during jobs skip them (they cost ~20% CPU in small rounds).
+        gc.freeze()
         try:
             await stop.wait()
         finally:
