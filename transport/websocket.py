@@ -32,6 +32,12 @@ reached for ``connect_timeout`` seconds, at start or after a drop, is declared u
 waiting and later receives from it raise :class:`~mpc.errors.PeerUnavailable` (and sends to it
 too) until it is reachable again, while dialling goes on in the background with capped
 exponential backoff. Keepalive pings detect dead connections that TCP does not report.
+
+Dependency: for speed the receive path swaps the connection's stream reader before the first
+byte (:class:`_FrameReader`) and overrides ``process_event``, and small writes call the
+protocol's ``send_binary`` / ``send_data`` directly (:meth:`WebsocketMesh._write_inline`): these
+are websockets 17 internals, so ``pyproject.toml`` pins ``websockets>=17.4,<18``; a new major
+version needs these two places re-checked (tests/transport/test_websocket_mesh.py covers both).
 """
 
 from __future__ import annotations
