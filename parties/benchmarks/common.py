@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["emit", "peer_python", "run_mpyc", "PROJECT_ROOT", "MPYC_REQUIREMENTS"]
+__all__ = ["emit", "peer_python", "run_mpyc", "run_crypten", "PROJECT_ROOT", "MPYC_REQUIREMENTS"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MPYC_REQUIREMENTS = ["mpyc==0.11", "gmpy2", "numpy"]
@@ -102,3 +102,51 @@ def run_mpyc(
             print(f"bench {label}: MPyC failed: {err[-800:]}", file=sys.stderr)
             return None
     return outs[0][0]
+
+
+def crypten_python() -> Path:
+    """CrypTen's venv, installed as PEERS.md says (torch CPU first, crypten without deps).
+
+    Raises:
+        subprocess.CalledProcessError: an installation step failed.
+    """
+    venv = peer_python("crypten", ["torch==2.13.0"])
+    stamp = venv.parent.parent / ".crypten-installed"
+    if not stamp.exists():
+        steps = [["crypten==0.4.1", "--no-deps"], ["numpy", "omegaconf", "pyyaml", "onnx", "scikit-learn"]]
+        for step in steps:
+            subprocess.run([str(venv), "-m", "pip", "install", "--quiet", *step], check=True, stdout=sys.stderr)
+        stamp.write_text("ok")
+    return venv
+
+
+def run_crypten(
+    program: str, args: list[str], *, timeout: float, label: str, files: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
+    """Run a CrypTen program (its two parties are processes it starts itself) in the peer venv.
+
+    Args:
+        program: the program's source (written to ``prog.py`` in a temporary directory).
+        args: its arguments.
+        timeout: seconds it may take.
+        label: the suite's name, for error messages.
+        files: extra files (name -> text) written beside the program; it runs there.
+
+    Returns:
+        The last JSON object line it printed, or ``None`` (with the reason on stderr) if CrypTen
+        cannot be installed, the program fails or prints none.
+    """
+    try:
+        py = crypten_python()
+    except (subprocess.CalledProcessError, OSError) as exc:
+        print(f"bench {label}: cannot install CrypTen: {exc}", file=sys.stderr)
+        return None
+    with tempfile.TemporaryDirectory(prefix=f"crypten-{label}-") as tmp:
+        for name, text in {"prog.py": program, **(files or {})}.items():
+            (Path(tmp) / name).write_text(text)
+        proc = subprocess.run([str(py), "prog.py", *args], capture_output=True, timeout=timeout, cwd=tmp)
+    if proc.returncode != 0:
+        print(f"bench {label}: CrypTen failed: {proc.stderr.decode(errors='replace')[-800:]}", file=sys.stderr)
+        return None
+    lines = [ln for ln in proc.stdout.decode().splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else None

@@ -39,18 +39,15 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mpc.prg import PRG
 from mpc.session import Session
-from parties.benchmarks.common import emit, run_mpyc
+from parties.benchmarks.common import emit, run_crypten, run_mpyc
 from parties.testing import run_parties_async
 from protocols import ml, spdz
 from protocols.ml.data import batch_order, column_stats, split_rows
@@ -316,24 +313,8 @@ def measure_mpyc(data: dict[str, Any]) -> dict[str, Any] | None:
     return None if out is None else json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def run_crypten(data: dict[str, Any]) -> dict[str, Any] | None:
-    from parties.benchmarks.spdz import crypten_python
-
-    try:
-        py = crypten_python()
-    except (subprocess.CalledProcessError, OSError) as exc:
-        print(f"bench ml: cannot install CrypTen: {exc}", file=sys.stderr)
-        return None
-    with tempfile.TemporaryDirectory(prefix="crypten-ml-") as tmp:
-        script, path = Path(tmp) / "crypten_ml.py", Path(tmp) / "data.json"
-        script.write_text(CRYPTEN_PROGRAM)
-        path.write_text(json.dumps(data))
-        proc = subprocess.run([str(py), str(script), str(path)], capture_output=True, timeout=1800, cwd=tmp)
-    if proc.returncode != 0:
-        print(f"bench ml: CrypTen failed: {proc.stderr.decode(errors='replace')[-800:]}", file=sys.stderr)
-        return None
-    lines = [ln for ln in proc.stdout.decode().splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else None
+def measure_crypten(data: dict[str, Any]) -> dict[str, Any] | None:
+    return run_crypten(CRYPTEN_PROGRAM, ["data.json"], timeout=1800, label="ml", files={"data.json": json.dumps(data)})
 
 
 # -- the suite -------------------------------------------------------------------------------------
@@ -362,7 +343,7 @@ async def run() -> None:
         model={"W": [w.tolist() for w in mlp.weights], "b": [b.tolist() for b in mlp.biases], "mean": mlp.mean.tolist(), "scale": mlp.scale.tolist()},  # type: ignore[union-attr]
     )
     peers = {
-        2: ("crypten", await asyncio.to_thread(run_crypten, train_data), await asyncio.to_thread(run_crypten, infer_data)),
+        2: ("crypten", await asyncio.to_thread(measure_crypten, train_data), await asyncio.to_thread(measure_crypten, infer_data)),
         3: ("mpyc", await asyncio.to_thread(measure_mpyc, train_data), await asyncio.to_thread(measure_mpyc, infer_data)),
     }
     for parties in (2, 3):

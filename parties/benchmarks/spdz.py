@@ -34,17 +34,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mpc.session import Session
-from parties.benchmarks.common import emit, peer_python, run_mpyc
+from parties.benchmarks.common import emit, run_crypten, run_mpyc
 from parties.testing import run_parties_async
 from protocols import spdz
 from protocols.spdz import compare
@@ -209,33 +205,8 @@ bench()
 """
 
 
-def crypten_python() -> Path | None:
-    """CrypTen's venv, installed as PEERS.md says (torch CPU first, crypten without deps)."""
-    venv = peer_python("crypten", ["torch==2.13.0"])
-    stamp = venv.parent.parent / ".crypten-installed"
-    if not stamp.exists():
-        steps = [["crypten==0.4.1", "--no-deps"], ["numpy", "omegaconf", "pyyaml", "onnx", "scikit-learn"]]
-        for step in steps:
-            subprocess.run([str(venv), "-m", "pip", "install", "--quiet", *step], check=True, stdout=sys.stderr)
-        stamp.write_text("ok")
-    return venv
-
-
 def measure_crypten(m: int) -> dict[str, Any] | None:
-    try:
-        py = crypten_python()
-    except (subprocess.CalledProcessError, OSError) as exc:
-        print(f"bench: cannot install CrypTen: {exc}", file=sys.stderr)
-        return None
-    with tempfile.TemporaryDirectory(prefix="crypten-bench-") as tmp:
-        script = Path(tmp) / "crypten_bench.py"
-        script.write_text(CRYPTEN_PROGRAM)
-        proc = subprocess.run([str(py), str(script), str(N_MUL), str(m), str(REPEATS), str(N_LT)], capture_output=True, timeout=900, cwd=tmp)
-    if proc.returncode != 0:
-        print(f"bench: CrypTen failed: {proc.stderr.decode(errors='replace')[-800:]}", file=sys.stderr)
-        return None
-    lines = [ln for ln in proc.stdout.decode().splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else None
+    return run_crypten(CRYPTEN_PROGRAM, [str(N_MUL), str(m), str(REPEATS), str(N_LT)], timeout=900, label="spdz")
 
 
 # -- the suite -------------------------------------------------------------------------------------
