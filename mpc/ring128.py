@@ -30,6 +30,7 @@ from mpc.errors import ConfigError
 __all__ = [
     "Z128",
     "MODULUS",
+    "MAX_MATMUL_INNER",
     "zeros",
     "from_u64",
     "from_i64",
@@ -62,7 +63,9 @@ _U64 = np.dtype(np.uint64)
 _MASK32 = np.uint64(0xFFFFFFFF)
 _MASK64 = (1 << 64) - 1
 _S32 = np.uint64(32)
-_MAX_MATMUL_INNER = 1 << 21  # 16-bit limb products summed over k stay below 2^53 (exact float64)
+MAX_MATMUL_INNER = 1 << 21
+"""Largest inner dimension of :func:`matmul`: its 16-bit limb products summed over k stay below
+2^53, exact in float64."""
 _MAX_SUM_COUNT = 1 << 32  # 32-bit halves summed in uint64 without overflow
 _SMALL_MATMUL = 1 << 14  # products (batch * m * k * n) up to which matmul is elementwise
 _MASK16 = np.uint64(0xFFFF)
@@ -608,7 +611,7 @@ def matmul(a: Z128, b: Z128) -> Z128:
     if a.ndim == 0 or b.ndim == 0:
         raise ConfigError("matmul needs operands of at least one dimension")
     inner = a.shape[-1]
-    if inner > _MAX_MATMUL_INNER:
+    if inner > MAX_MATMUL_INNER:
         raise ConfigError("matmul inner dimension above 2^21")
     out_shape = _matmul_shape(a.shape, b.shape)
     if math.prod(out_shape) * inner <= _SMALL_MATMUL:

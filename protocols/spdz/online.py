@@ -65,7 +65,6 @@ __all__ = [
 
 TRUNCATION_BIAS = 1 << 62
 _U64 = np.dtype(np.uint64)
-_JOINED_INNER_MAX = 1 << 21  # ring128.matmul's largest inner dimension
 
 BILINEAR: dict[str, Callable[[Z128, Z128], Z128]] = {"mul": r128.mul, "matmul": r128.matmul}
 """The bilinear maps of :func:`beaver_product`, by name."""
@@ -105,7 +104,7 @@ def beaver_product(op: str, d: Z128, e: Z128, x: AuthShare, triple: Triple) -> A
         return AuthShare(r128.add_products(triple.c.data, d[None], triple.b.data, x.data, e[None]))
     if op not in BILINEAR:
         raise ConfigError(f"unknown bilinear operation {op!r}")
-    if op == "matmul" and d.ndim == 2 and x.ndim == 2 and 2 * d.shape[1] <= _JOINED_INNER_MAX:
+    if op == "matmul" and d.ndim == 2 and x.ndim == 2 and 2 * d.shape[1] <= r128.MAX_MATMUL_INNER:
         # d @ [b] + [x] @ e = [d | x] @ [b ; e]: one product over the joined inner axis (the
         # pair axis of the shares is a batch axis; d and e are the same for both rows).
         (m, k), n = d.shape, e.shape[1]
