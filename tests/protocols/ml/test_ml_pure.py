@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from spdz_testkit import drive
 
 from mpc import ring128 as r128
 from mpc.errors import ConfigError
@@ -133,30 +134,6 @@ class _NoComparisonMasks:
         return getattr(self._inner, name)
 
 
-def _drive(gens: list[Any]) -> tuple[list[AuthShare], int]:
-    """Run one generator per party in lockstep, opening what they yield (no network)."""
-    requests = [next(g) for g in gens]
-    rounds = 1
-    while True:
-        opened = []
-        for parts in zip(*requests):
-            total = parts[0].share
-            for p in parts[1:]:
-                total = r128.add(total, p.share)
-            opened.append(total)
-        results, nxt = [], []
-        for g in gens:
-            try:
-                nxt.append(g.send(opened))
-            except StopIteration as done:
-                results.append(done.value)
-        if results:
-            assert len(results) == len(gens)
-            return results, rounds
-        requests = nxt
-        rounds += 1
-
-
 @pytest.mark.parametrize("masks", [True, False])
 @pytest.mark.parametrize("n", [2, 3])
 def test_window_test_against_numpy(seed: bytes, prg: PRG, masks: bool, n: int) -> None:
@@ -169,7 +146,7 @@ def test_window_test_against_numpy(seed: bytes, prg: PRG, masks: bool, n: int) -
     shares += [AuthShare.from_parts(r128.zeros(raw.shape), r128.zeros(raw.shape)) for _ in range(n - 1)]
     ts = [int(-2 * 2**scale), int(2 * 2**scale)]
     gens = [window_steps(p, i, d.mac_key_share(), s, ts, low) for i, (p, d, s) in enumerate(zip(provs, dealers, shares))]
-    results, rounds = _drive(gens)
+    results, rounds = drive(gens)
     assert rounds == 4
     total = results[0].data[0]
     for r in results[1:]:
