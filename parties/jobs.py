@@ -68,8 +68,9 @@ class JobContext:
     results_dir: Path | None = None
     _store: Path | None = field(default=None, init=False, repr=False)
 
-    async def spdz_preprocessing(self, need: Requirements) -> SpdzPreprocessing:
-        """This job's SPDZ2k preprocessing with ``need`` produced and reserved (every party calls it).
+    async def setup_spdz(self, need: Requirements) -> SpdzPreprocessing:
+        """Produce and reserve this job's SPDZ2k preprocessing ``need`` and attach the engine to
+        the job's session (every party calls it); returns the provider (for :meth:`keep_unused`).
 
         Dealer-free (OT-based) unless the manifest asks for ``params.preprocessing =
         "insecure-dealer"``, which every node's policy must have allowed (``allow_insecure_dealer``).
@@ -82,9 +83,19 @@ class JobContext:
             names = "\x00".join(self.manifest.parties).encode()
             store = self.preprocessing_dir / f"{hashlib.sha256(names).hexdigest()[:32]}.store"
         self._store = store
-        return await preprocessing_for_job(
+        provider = await preprocessing_for_job(
             self.session, need, insecure_dealer=insecure, store_path=store, storage_key=self.storage_key
         )
+        spdz.setup(self.session, provider)  # the provider already holds the job's reservation
+        return provider
+
+    def progress_after(self, start: float) -> Callable[[float, str], None]:
+        """A progress callback mapping a step's own fraction onto ``[start, 1]`` of the job's."""
+
+        def progress(fraction: float, label: str) -> None:
+            self.progress(start + (1.0 - start) * fraction, label)
+
+        return progress
 
     def load_model(self, job_id: str) -> ml.Model:
         """A model released to this node by an earlier ``train-logreg`` job.
@@ -210,10 +221,9 @@ def _check_statistics(manifest: Manifest) -> None:
 async def _run_statistics(ctx: JobContext) -> dict[str, Any]:
     receivers = ctx.receiver_ids("result")
     ctx.progress(0.05, "preprocessing")
-    prep = await ctx.spdz_preprocessing(statistics_requirements(ctx.session.n_parties, receivers))
+    prep = await ctx.setup_spdz(statistics_requirements(ctx.session.n_parties, receivers))
     ctx.progress(0.6, "joint statistics")
     column = np.asarray(ctx.data[ctx.manifest.inputs[ctx.party].columns[0]], dtype=np.float64)
-    spdz.setup(ctx.session, prep)  # ``prep`` already holds the job's reservation
     result = await joint_statistics(ctx.session, column, receivers, offset=float(ctx.manifest.params.get("offset", 0.0)))
     ctx.keep_unused(prep)
     ctx.progress(1.0, "done")
@@ -353,15 +363,10 @@ async def _run_train(ctx: JobContext) -> dict[str, Any]:
         receivers=receivers, prep=_provider_class(manifest),
     )
     ctx.progress(0.02, "preprocessing")
-    provider = await ctx.spdz_preprocessing(need)
-    spdz.setup(session, provider)
-
-    def progress(fraction: float, label: str) -> None:
-        ctx.progress(0.1 + 0.9 * fraction, label)
-
+    provider = await ctx.setup_spdz(need)
     result = await ml.train_logreg(
         session, features, labels, partition=partition, params=params,
-        receivers=receivers, label_owner=label_owner, progress=progress,
+        receivers=receivers, label_owner=label_owner, progress=ctx.progress_after(0.1),
     )
     ctx.keep_unused(provider)
     if result.model is None:
@@ -438,15 +443,10 @@ async def _run_train_dp(ctx: JobContext) -> dict[str, Any]:
         receivers=receivers, prep=_provider_class(manifest),
     )
     ctx.progress(0.02, "preprocessing")
-    provider = await ctx.spdz_preprocessing(need)
-    spdz.setup(session, provider)
-
-    def progress(fraction: float, label: str) -> None:
-        ctx.progress(0.1 + 0.9 * fraction, label)
-
+    provider = await ctx.setup_spdz(need)
     result, epsilon = await ml.train_logreg_dp(
         session, features, labels, params=params, clip=clip, noise_multiplier=sigma,
-        delta=manifest.dp.delta, receivers=receivers, progress=progress,
+        delta=manifest.dp.delta, receivers=receivers, progress=ctx.progress_after(0.1),
     )
     ctx.keep_unused(provider)
     if result.model is None:
@@ -483,8 +483,7 @@ async def _run_predict(ctx: JobContext) -> dict[str, Any]:
         model_owner=manifest.parties.index(model_owner), to=to, prep=_provider_class(manifest),
     )
     ctx.progress(0.05, "preprocessing")
-    provider = await ctx.spdz_preprocessing(need)
-    spdz.setup(session, provider)
+    provider = await ctx.setup_spdz(need)
     ctx.progress(0.5, "inference")
     out = await ml.predict(session, features, model, spec=spec, data_owner=data_owner, model_owner=model_owner, to=to)
     ctx.keep_unused(provider)
