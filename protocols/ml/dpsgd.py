@@ -112,7 +112,7 @@ from protocols.ml.logreg import (
 from protocols.ml.model import ModelSpec, SecretModel
 from protocols.ml.reference import activation
 from protocols.spdz.array import SecretArray, concatenate
-from protocols.spdz.preprocessing import Requirements
+from protocols.spdz.preprocessing import Requirements, reveal_cost
 
 __all__ = [
     "ACTIVATION_SLACK",
@@ -445,9 +445,4 @@ def dp_requirements(
             need += Requirements(matrix_triples={(b, d1, 1): 1, (d1, b, 1): 1})
             need += window_cost(b, 2, Z_SCALE - DROPPED_BELOW, prep=prep)
             need += Requirements(triples=2 * b, truncation_pairs={Z_SCALE - f + 2: b}, bits=k * d1)
-    to = sorted(set(receivers))
-    if to and len(to) < n:
-        need += Requirements(input_masks={j: d1 for j in to})
-    elif to:
-        need += Requirements(random_values=d1)
-    return need
+    return need + reveal_cost(d1, receivers, n)

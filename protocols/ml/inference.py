@@ -56,7 +56,7 @@ from protocols import spdz
 from protocols.spdz import compare as cmp
 from protocols.spdz import ordering
 from protocols.spdz.array import SecretArray
-from protocols.spdz.preprocessing import Requirements
+from protocols.spdz.preprocessing import Requirements, reveal_cost
 
 from protocols.ml.fixed import raw_product, reinterpret, truncate
 from protocols.ml.model import Model, ModelShares, ModelSpec, SecretModel, encode
@@ -232,10 +232,5 @@ def predict_requirements(
         need += Requirements(matrix_triples={(m, a, b): 1}, truncation_pairs={f: m * b})
         if i + 2 < len(sizes):
             need += cmp.cost(cmp.Want(lt=True), m * b, prep=prep) + Requirements(triples=m * b)
-    receivers = sorted(set(to)) if to else [data_owner]
-    out = m * spec.n_outputs
-    if len(receivers) == n_parties:
-        need += Requirements(random_values=out)
-    else:
-        need += Requirements(input_masks={j: out for j in receivers})
+    need += reveal_cost(m * spec.n_outputs, to or [data_owner], n_parties)
     return need

@@ -97,7 +97,7 @@ from mpc.session import Session
 from protocols import spdz
 from protocols.spdz import compare as cmp
 from protocols.spdz.array import SecretArray, concatenate
-from protocols.spdz.preprocessing import Requirements
+from protocols.spdz.preprocessing import Requirements, reveal_cost
 
 from protocols.ml.activation import DROPPED_BELOW, sigmoid_clip, window_cost
 from protocols.ml.data import batch_order, batches, column_stats, pooled_stats
@@ -637,9 +637,4 @@ def train_requirements(
                 need += Requirements(
                     triples=PIECEWISE_PRODUCTS * b, truncation_pairs={Z_SCALE - f: b, f: PIECEWISE_TRUNCATIONS * b}
                 )
-    to = sorted(set(receivers))
-    if to and len(to) < n:
-        need += Requirements(input_masks={j: revealed for j in to})
-    elif to:
-        need += Requirements(random_values=revealed)
-    return need
+    return need + reveal_cost(revealed, receivers, n)

@@ -40,7 +40,7 @@ engine's programs are SPMD): the material of all parties is correlated by positi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, runtime_checkable
+from typing import Iterable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -56,6 +56,7 @@ __all__ = [
     "SpdzPreprocessing",
     "ComparisonMaskProvider",
     "shape_size",
+    "reveal_cost",
 ]
 
 
@@ -189,6 +190,20 @@ class Requirements:
             truncation_pairs=merge(self.truncation_pairs, other.truncation_pairs),
             comparison_masks=self.comparison_masks + other.comparison_masks,
         )
+
+
+def reveal_cost(count: int, receivers: Iterable[int] | None, n_parties: int) -> Requirements:
+    """What the engine consumes to reveal ``count`` elements (its rule in ``Engine.reveal``).
+
+    To every party (``receivers`` is ``None`` or names them all): one random value per element;
+    to some: one input mask of each receiver per element; to none (nothing revealed): nothing.
+    """
+    ids = set(range(n_parties)) if receivers is None else set(receivers)
+    if not ids:
+        return Requirements()
+    if len(ids) == n_parties:
+        return Requirements(random_values=count)
+    return Requirements(input_masks={j: count for j in sorted(ids)})
 
 
 @runtime_checkable

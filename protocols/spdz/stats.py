@@ -49,7 +49,7 @@ from mpc.session import Session
 from protocols.spdz import compare as cmp
 from protocols.spdz.array import stack
 from protocols.spdz.engine import Engine
-from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing
+from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing, reveal_cost
 
 __all__ = ["joint_statistics", "statistics_requirements", "local_summary", "summarize", "FIELDS", "STAT_FRAC_BITS"]
 
@@ -132,13 +132,7 @@ def statistics_requirements(
     comparisons = 2 * (n_parties - 1)  # the maximum of two columns over n parties
     need = cmp.cost(cmp.Want(lt=True), comparisons, preprocessing)
     need = need + Requirements(triples=comparisons, input_masks={p: len(FIELDS) for p in range(n_parties)})
-    ids = sorted(set(receivers)) if receivers is not None else list(range(n_parties))
-    if len(ids) == n_parties:
-        return need + Requirements(random_values=len(FIELDS))
-    masks: dict[int, int] = {}
-    for j in ids:
-        masks[j] = masks.get(j, 0) + len(FIELDS)
-    return need + Requirements(input_masks=masks)
+    return need + reveal_cost(len(FIELDS), receivers, n_parties)
 
 
 async def joint_statistics(
