@@ -131,6 +131,15 @@ async def submit(cfg_path: Path, manifest_path: Path) -> dict[str, Any]:
     return await request(load_node_config(cfg_path).control_socket, {"op": "submit", "manifest": manifest}, timeout=120)
 
 
+def run_job(cfg_path: Path, manifest_path: Path) -> dict[str, Any] | None:
+    """Submit a manifest and wait for the job; ``None`` (after printing why) if it failed."""
+    resp = asyncio.run(submit(cfg_path, manifest_path))
+    if not resp.get("ok"):
+        console.print(f"[red]job failed: {resp}")
+        return None
+    return resp
+
+
 async def status(cfg_path: Path) -> dict[str, Any]:
     """Query a node's status over its control socket."""
     return await request(load_node_config(cfg_path).control_socket, {"op": "status"}, timeout=10)
@@ -234,9 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         console.rule("[bold]3. secure-sum of patient columns, result to every hospital")
         m1 = write_manifest(jobs / "means.toml", {"kind": "secure-sum", "name": "patient means", **everyone, "outputs": {"result": list(HOSPITALS)}})
         console.print(f"  $ mpc-party submit {m1} --config {parties[0].config_path}")
-        resp = asyncio.run(submit(parties[0].config_path, m1))
-        if not resp.get("ok"):
-            console.print(f"[red]job failed: {resp}")
+        resp = run_job(parties[0].config_path, m1)
+        if resp is None:
             return 1
         job_id = resp["job"]["job_id"]
         console.print(f"  job {job_id} agreed by all parties, manifest sha256 {resp['job']['hash'][:16]}...")
@@ -253,9 +261,8 @@ def main(argv: list[str] | None = None) -> int:
 
         console.rule("[bold]4. hospital-b submits the same sum, result released to hospital-a only")
         m2 = write_manifest(jobs / "means-to-a.toml", {"kind": "secure-sum", "name": "means for hospital-a", **everyone, "outputs": {"result": ["hospital-a"]}})
-        resp2 = asyncio.run(submit(parties[1].config_path, m2))
-        if not resp2.get("ok"):
-            console.print(f"[red]job failed: {resp2}")
+        resp2 = run_job(parties[1].config_path, m2)
+        if resp2 is None:
             return 1
         show_learned(parties[:3], resp2["job"]["job_id"])
         ok = ok and not (parties[1].config().results_dir / f"{resp2['job']['job_id']}.json").exists()
@@ -272,9 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         t_stats = time.monotonic()
-        resp_stats = asyncio.run(submit(parties[2].config_path, m_stats))
-        if not resp_stats.get("ok"):
-            console.print(f"[red]job failed: {resp_stats}")
+        resp_stats = run_job(parties[2].config_path, m_stats)
+        if resp_stats is None:
             return 1
         st_out = resp_stats["outputs"]["result"]
         ages = everything[:, 0]
@@ -305,9 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                 "params": {"statistic": "sum", "reveal_maximum": False},
             },
         )
-        resp4 = asyncio.run(submit(parties[0].config_path, m4))
-        if not resp4.get("ok"):
-            console.print(f"[red]job failed: {resp4}")
+        resp4 = run_job(parties[0].config_path, m4)
+        if resp4 is None:
             return 1
         truth = {h: int(tables[h][:, 2].sum()) for h in pair}
         larger = resp4["outputs"]["result"]["larger"]
@@ -343,9 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                 },
             )
             t_psi = time.monotonic()
-            r = asyncio.run(submit(parties[0].config_path, m_psi))
-            if not r.get("ok"):
-                console.print(f"[red]job failed: {r}")
+            r = run_job(parties[0].config_path, m_psi)
+            if r is None:
                 return 1
             out = r["outputs"]["result"]
             found = out["count"]
@@ -366,9 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             "dp": {"epsilon": 20.0, "delta": 1e-5},
         }
         m5_path = write_manifest(jobs / "fedavg.toml", m5)
-        resp5 = asyncio.run(submit(parties[0].config_path, m5_path))
-        if not resp5.get("ok"):
-            console.print(f"[red]job failed: {resp5}")
+        resp5 = run_job(parties[0].config_path, m5_path)
+        if resp5 is None:
             return 1
         model = resp5["outputs"]["model"]
         table = Table("round", "clients summed", "epsilon (cumulative)", "accuracy at hospital-a (held-out rows)")
@@ -404,9 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             "dealer-free preprocessing of 10 epochs takes minutes on 2 cores (scripts/bench offline)"
         )
         t_ml = time.monotonic()
-        resp6 = asyncio.run(submit(parties[0].config_path, write_manifest(jobs / "train.toml", m6)))
-        if not resp6.get("ok"):
-            console.print(f"[red]job failed: {resp6}")
+        resp6 = run_job(parties[0].config_path, write_manifest(jobs / "train.toml", m6))
+        if resp6 is None:
             return 1
         mpc_acc, plain_acc = logreg_accuracies(resp6["outputs"]["model"], train_rows, test_rows, hyper)
         console.print(
