@@ -114,3 +114,16 @@ class BitsOnly:
         if name == "comparison_masks":
             raise AttributeError(name)
         return getattr(self._inner, name)
+
+
+async def prog_relayed(s: Session, inp: dict[str, Any]) -> Any:
+    """Products, a fixed-point product and a comparison, every open relayed (or not)."""
+    eng = setup_from_input(s, inp, relay_min=inp["relay_min"])
+    xs = await spdz.input_all(s, inp["x"])
+    prod = xs[0] * xs[1]
+    before = (s.stats.rounds, s.stats.bytes_sent)
+    await eng.flush()
+    mul_cost = (s.stats.rounds - before[0], s.stats.bytes_sent - before[1])
+    f = await spdz.input(s, inp["f"] if s.party_id == 0 else None, owner=0, shape=inp["fshape"])
+    out = await spdz.reveal(s, [prod, (xs[0] < xs[-1]), f * f])
+    return out, mul_cost

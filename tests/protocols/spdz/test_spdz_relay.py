@@ -6,37 +6,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from spdz_testkit import prog_relayed, setup_from_input
 
 from mpc.errors import MacCheckFailure, ProtocolViolation
 from mpc.prg import PRG
 from mpc.session import Session
 from parties.testing import run_local, run_parties
 from protocols import spdz
-from protocols.spdz.dealer import InsecureDealer
-
-
-def setup_from_input(s: Session, inp: dict[str, Any], **kwargs: Any) -> spdz.Engine:
-    """An engine on the test dealer whose seed travels in the input (this module runs in party
-    processes too, so it imports nothing from the test directory)."""
-    dealer = InsecureDealer(s.party_id, s.n_parties, inp["seed"], allow_insecure=True)
-    return spdz.setup(s, dealer, **kwargs)
 
 
 def ints(prg: PRG, shape: tuple[int, ...], bound: int = 1 << 20) -> np.ndarray:
     return (prg.below(2 * bound, shape) - bound).astype(np.int64)
-
-
-async def prog_relayed(s: Session, inp: dict[str, Any]) -> Any:
-    """Products, a fixed-point product and a comparison, every open relayed (or not)."""
-    eng = setup_from_input(s, inp, relay_min=inp["relay_min"])
-    xs = await spdz.input_all(s, inp["x"])
-    prod = xs[0] * xs[1]
-    before = (s.stats.rounds, s.stats.bytes_sent)
-    await eng.flush()
-    mul_cost = (s.stats.rounds - before[0], s.stats.bytes_sent - before[1])
-    f = await spdz.input(s, inp["f"] if s.party_id == 0 else None, owner=0, shape=inp["fshape"])
-    out = await spdz.reveal(s, [prod, (xs[0] < xs[-1]), f * f])
-    return out, mul_cost
 
 
 def relay_inputs(prg: PRG, seed: bytes, n: int, size: int, relay_min: int) -> list[dict[str, Any]]:
