@@ -9,9 +9,10 @@ benchmarks).
 
 - :func:`train_logreg` (:mod:`.logreg`): logistic regression by mini-batch gradient descent on
   rows (horizontal) or columns (vertical) split across parties; weights revealed only to the
-  named receivers, or kept secret-shared (:class:`ModelShares`). 7 rounds per batch (one matrix
-  product forward, one backward, a 4-round windowed threshold test and one product for the
-  clipped sigmoid, :mod:`.activation`; the weights are never truncated).
+  named receivers, or kept secret-shared (:class:`ModelShares`). 6 rounds per batch (one matrix
+  product forward, one backward, and the clipped sigmoid in 4: a windowed threshold test whose
+  last carry level also multiplies by ``z / 4 + 1/2``, :mod:`.activation`; the weights are
+  never truncated).
 - :func:`predict` (:mod:`.inference`): a secret model (held by one party, secret-shared, or
   secret in this job) applied to one party's secret rows; logistic regression and ReLU
   networks (exact comparisons); outputs only to the requesting party.

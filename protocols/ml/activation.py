@@ -47,11 +47,28 @@ rounds; with comparison masks, one mask and ``11 T`` triples, bytes sent per par
 peer ``16 (1 + 22 T)``; without, ``k`` bits, one random value, one truncation pair (``l``
 bits) and ``8 + 11 T`` triples, ``16 (17 + 22 T)`` bytes (:func:`window_cost`). The engine's
 exact LTZ costs 89 triples (or 57 and a mask) per test and 6 rounds.
+
+The clipped sigmoid (:func:`sigmoid_clip`, :func:`sigmoid_clip_steps`) is
+``s = (b2 - b1) u + 1 - b2`` with ``b1 = [z < -2]``, ``b2 = [z < 2]`` and ``u = z / 4 + 1/2``.
+Run as the test followed by one product it takes 5 rounds; here the product is fused into
+the test's last carry level, so the whole activation takes the test's 4. That level computes
+``b_T = G_T + P_T L_T`` from the two top nodes of the tree; then ``s = (G2 - G1) u + P2 L2 u
+- P1 L1 u + 1 - G2 - P2 L2``, whose degree-3 terms each take one *product tuple* ``[a], [b],
+[c], [ab], [ac], [bc], [abc]`` (Beaver's method for three factors: open ``x - a``, ``y - b``,
+``z - c`` and expand ``(a + d)(b + e)(c + f)`` locally), and ``(G2 - G1) u`` one triple. The
+tuples are made in the test's first round from a triple ``(a, b, ab)``, a random ``c`` and
+three more Beaver products (``ac``, ``bc``, ``(ab) c``), whose openings ride on that round.
+Security is unchanged: every opened value is a uniformly masked Beaver or truncation opening,
+MAC-checked with the rest before any output. Cost per element (:func:`sigmoid_clip_cost`):
+the test's, less its last level (2 triples), plus 9 triples, 2 random values and one
+truncation pair for ``s - f + 2`` bits; 62 opened values (16 more without comparison masks)
+instead of 48.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 
@@ -65,13 +82,25 @@ from protocols.spdz.array import SecretArray
 from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing
 from protocols.spdz.shares import AuthShare
 
-__all__ = ["WINDOW_BITS", "DROPPED_BELOW", "below_thresholds", "window_steps", "window_cost", "sigmoid_clip"]
+__all__ = [
+    "WINDOW_BITS",
+    "DROPPED_BELOW",
+    "below_thresholds",
+    "window_steps",
+    "window_cost",
+    "sigmoid_clip",
+    "sigmoid_clip_steps",
+    "sigmoid_clip_cost",
+]
 
 WINDOW_BITS = 16
 """``k``: bits of the window the sign is read from (even; 8 chunks, a 3-level tree)."""
 
 DROPPED_BELOW = 4
 """The window starts ``DROPPED_BELOW`` bits above the binary point: resolution ``2^-4``."""
+
+_CLIP = 2.0
+"""The clipped sigmoid is linear on ``[-2, 2]``."""
 
 Steps = Generator[list[AuthShare], list[Z128], AuthShare]
 
@@ -178,9 +207,24 @@ def window_steps(
         raise ConfigError("the window needs an even k and low_bits + k <= 64")
     shape = z.shape
     m = z.size
-    n_t = len(thresholds)
-    chunks = k // 2
-    flat = z.reshape(m)
+    requests, finish = _mask_open(prep, z.reshape(m), low_bits, k)
+    c, r0, r1, q = finish((yield requests))
+    gp = _window_leaves(party_id, key_share, c, r0, r1, q, thresholds, low_bits, k)
+    gp = yield from _carry_levels(prep, gp, k // 2, stop=1)
+    return AuthShare._of(gp[:, :1].reshape(2, len(thresholds), *shape))
+
+
+Opened = Callable[[list[Z128]], tuple[np.ndarray, AuthShare, AuthShare, AuthShare]]
+
+
+def _mask_open(prep: SpdzPreprocessing, flat: AuthShare, low_bits: int, k: int) -> tuple[list[AuthShare], Opened]:
+    """Step 1 of :func:`window_steps`: the openings of the mask round and what reads them.
+
+    Returns the requests to open (``c = z + mask`` first) and a function of their opened
+    values giving ``c`` (uint64 ``(m,)``), the window's bit rows ``r0``, ``r1`` (bits ``2j``
+    and ``2j + 1`` of each chunk, ``(k / 2, m)``) and their products ``q``.
+    """
+    m = flat.size
     if _uses_comparison_masks(prep, low_bits, k):
         source = cmp.mask_source(prep)
         cm = source(m)  # type: ignore[misc]
@@ -188,32 +232,40 @@ def window_steps(
             raise ConfigError("the provider gave comparison masks of the wrong shape")
         r0 = cm.bits[low_bits : low_bits + k : 2]
         r1 = cm.bits[low_bits + 1 : low_bits + k : 2]
-        q = cm.pair_products[low_bits // 2 : low_bits // 2 + chunks]
-        (opened_c,) = yield [sh.add(flat, cm.value)]
-    else:
-        pair = prep.truncation_pairs((m,), low_bits)
-        r_low = sh.sub(sh.sub(pair.r, sh.shl(pair.r_high, low_bits)), sh.shl(pair.r_msb, 63))
-        bits = prep.bits((k, m))
-        high = prep.random_values((m,))
-        weights = np.left_shift(np.uint64(1), np.arange(k, dtype=np.uint64)).reshape(k, 1)
-        window = AuthShare(r128.sum(r128.mul_u64(bits.data, weights), axis=1))
-        mask = sh.add(sh.add(r_low, sh.shl(window, low_bits)), sh.shl(high, low_bits + k))
-        r0, r1 = bits[0::2], bits[1::2]
-        chunk_products = cmp.multiply_steps(prep, [r0], [r1])
-        opens = next(chunk_products)
-        opened = yield [sh.add(flat, mask), *opens]
-        opened_c = opened[0]
-        try:
-            chunk_products.send(opened[1:])
-            raise ConfigError("internal: the chunk products took more than one round")
-        except StopIteration as done:
-            (q,) = done.value
-    c = opened_c.lo.reshape(m)
-    return (yield from _window_tree(prep, party_id, key_share, c, r0, r1, q, thresholds, low_bits, k, shape))
+        q = cm.pair_products[low_bits // 2 : low_bits // 2 + k // 2]
+
+        def read_masked(opened: list[Z128]) -> tuple[np.ndarray, AuthShare, AuthShare, AuthShare]:
+            return opened[0].lo.reshape(m), r0, r1, q
+
+        return [sh.add(flat, cm.value)], read_masked
+    pair = prep.truncation_pairs((m,), low_bits)
+    r_low = sh.sub(sh.sub(pair.r, sh.shl(pair.r_high, low_bits)), sh.shl(pair.r_msb, 63))
+    bits = prep.bits((k, m))
+    high = prep.random_values((m,))
+    weights = np.left_shift(np.uint64(1), np.arange(k, dtype=np.uint64)).reshape(k, 1)
+    window = AuthShare(r128.sum(r128.mul_u64(bits.data, weights), axis=1))
+    mask = sh.add(sh.add(r_low, sh.shl(window, low_bits)), sh.shl(high, low_bits + k))
+    b0, b1 = bits[0::2], bits[1::2]
+    products = cmp.multiply_steps(prep, [b0], [b1])
+    opens = next(products)
+
+    def read_composed(opened: list[Z128]) -> tuple[np.ndarray, AuthShare, AuthShare, AuthShare]:
+        (q_composed,) = _finish(products, opened[1:])
+        return opened[0].lo.reshape(m), b0, b1, q_composed
+
+    return [sh.add(flat, mask), *opens], read_composed
 
 
-def _window_tree(
-    prep: SpdzPreprocessing,
+def _finish(steps: Generator[list[AuthShare], list[Z128], list[AuthShare]], opened: list[Z128]) -> list[AuthShare]:
+    """Feed a one-round generator its opened values and return its result."""
+    try:
+        steps.send(opened)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise ConfigError("internal: a one-round step took more than one round")
+
+
+def _window_leaves(
     party_id: int,
     key_share: np.ndarray,
     c: np.ndarray,
@@ -223,9 +275,8 @@ def _window_tree(
     thresholds: Sequence[int],
     low_bits: int,
     k: int,
-    shape: tuple[int, ...],
-) -> Steps:
-    """Steps 2 and 3 of :func:`window_steps` after the opening of ``c`` (uint64 ``(m,)``).
+) -> Z128:
+    """Step 2 and the leaves of step 3 of :func:`window_steps`, after the opening of ``c`` (uint64 ``(m,)``).
 
     The same leaves and carry tree as :func:`protocols.spdz.compare.gather_leaves`,
     ``ltz_leaves``, ``select`` and ``multiply_steps`` (the same ring values, products in the
@@ -233,6 +284,9 @@ def _window_tree(
     handled as a few whole-array steps: every leaf of every threshold is one gather from a
     table of the eight linear forms, and each tree level keeps ``g`` and ``p`` in one array
     whose rows the level's operands are picked from by index.
+
+    Returns ``gp`` of shape ``(2, k, T m)``: rows ``0 .. k/2 - 1`` the ``g`` of each chunk
+    (lowest first), rows ``k/2 .. k - 1`` their ``p``; columns threshold-major.
     """
     m = c.shape[0]
     n_t = len(thresholds)
@@ -285,9 +339,14 @@ def _window_tree(
     gp = Z128(
         np.concatenate([leaves[0, 0], leaves[1, 0]], axis=1), np.concatenate([leaves[0, 1], leaves[1, 1]], axis=1)
     )  # (share/MAC, 2 level, width)
+    return gp
 
-    level = chunks
-    while level > 1:  # the carry tree of protocols.spdz.compare (lt only)
+
+def _carry_levels(prep: SpdzPreprocessing, gp: Z128, level: int, stop: int) -> Generator[list[AuthShare], list[Z128], Z128]:
+    """The carry tree of :mod:`protocols.spdz.compare` (lt only) on ``gp`` (see :func:`_window_leaves`),
+    one round per level, until ``stop`` nodes remain (their ``g`` rows, then their ``p`` rows)."""
+    width = gp.shape[-1]
+    while level > stop:  # the carry tree of protocols.spdz.compare (lt only)
         pairs = level // 2
         hi = list(range(1, 2 * pairs, 2))
         lo = list(range(0, 2 * pairs, 2))
@@ -305,7 +364,7 @@ def _window_tree(
         parts = [g_next, gp[:, rest], gp[:, level + 1 : level + 2], z[:, pairs:], gp[:, [level + j for j in rest]]]
         gp = r128.concatenate(parts, axis=1)
         level -= pairs
-    return AuthShare._of(gp[:, :1].reshape(2, n_t, *shape))
+    return gp
 
 
 def below_thresholds(z: SecretArray, thresholds: Sequence[float], scale_bits: int) -> SecretArray:
@@ -329,12 +388,137 @@ def below_thresholds(z: SecretArray, thresholds: Sequence[float], scale_bits: in
 def sigmoid_clip(z: SecretArray, scale_bits: int) -> SecretArray:
     """``clip(z / 4 + 1/2, 0, 1)`` (fixed point) of an integer array ``z`` at scale ``2^scale_bits``.
 
-    Rounds: 5 (the window test, 4, in parallel with the truncation of ``z / 4``, then one
-    product of a bit and a fixed-point value, which needs no truncation).
+    Four rounds (:func:`sigmoid_clip_steps`); preprocessing :func:`sigmoid_clip_cost`.
     """
-    from protocols.ml.fixed import truncate
+    eng = z.engine
+    if scale_bits - DROPPED_BELOW < 1 or scale_bits - eng.frac_bits + 2 > 62:
+        raise ConfigError("the scale does not fit the window and the truncation")
 
-    f = z.engine.frac_bits
-    lt = below_thresholds(z, [-2.0, 2.0], scale_bits)  # [z < -2], [z < 2]
-    u = truncate(z, scale_bits - f + 2) + 0.5  # z / 4 + 1/2
-    return (lt[1] - lt[0]) * u + (1 - lt[1])
+    def steps(value: Any) -> Steps:
+        return sigmoid_clip_steps(eng.prep, eng.party_id, eng.key_share, value, scale_bits, eng.frac_bits)
+
+    return eng.interactive(steps, [z], z.shape, eng.frac_bits)
+
+
+def sigmoid_clip_cost(count: int, scale_bits: int, frac_bits: int, prep: object = None) -> Requirements:
+    """Preprocessing of :func:`sigmoid_clip_steps` for ``count`` elements (exact)."""
+    low = scale_bits - DROPPED_BELOW
+    window = window_cost(count, 2, low, prep=prep)
+    last_level = 2 * count  # the window's last carry level is replaced by the fused round
+    fused = Requirements(
+        triples=2 * TUPLE_TRIPLES * count + count,  # two product tuples and (G2 - G1) u per element
+        random_values=2 * count,
+        truncation_pairs={scale_bits - frac_bits + 2: count},
+    )
+    return Requirements(
+        triples=window.triples - last_level,
+        bits=window.bits,
+        random_values=window.random_values,
+        truncation_pairs=window.truncation_pairs,
+        comparison_masks=window.comparison_masks,
+    ) + fused
+
+
+TUPLE_TRIPLES = 4
+"""Triples per product tuple (:func:`_tuple_open`): one for ``(a, b, ab)``, three for ``ac, bc, abc``."""
+
+
+@dataclass(frozen=True, eq=False)
+class _ProductTuple:
+    """``[a], [b], [c], [ab], [ac], [bc], [abc]`` for uniform ``a, b, c`` (a degree-3 Beaver tuple)."""
+
+    a: AuthShare
+    b: AuthShare
+    c: AuthShare
+    ab: AuthShare
+    ac: AuthShare
+    bc: AuthShare
+    abc: AuthShare
+
+
+def _tuple_open(prep: SpdzPreprocessing, shape: tuple[int, ...]) -> tuple[list[AuthShare], Callable[[list[Z128]], _ProductTuple]]:
+    """Product tuples of ``shape`` made online in one round from triples and random values.
+
+    ``(a, b, ab)`` is a triple; ``c`` a random value; ``ac``, ``bc`` and ``abc = (ab) c`` are
+    three Beaver products of one more triple batch, whose openings ride on a round the caller
+    runs anyway. Everything opened is a Beaver mask (uniform) and is MAC-checked with the rest.
+    """
+    base = prep.triples(shape)
+    c = prep.random_values(shape)
+    products = cmp.multiply_steps(prep, [base.a, base.b, base.c], [c, c, c])
+    opens = next(products)
+
+    def read(opened: list[Z128]) -> _ProductTuple:
+        ac, bc, abc = _finish(products, opened)
+        return _ProductTuple(base.a, base.b, c, base.c, ac, bc, abc)
+
+    return opens, read
+
+
+def _product3(t: _ProductTuple, d: np.ndarray, e: np.ndarray, f: np.ndarray, party_id: int, key_share: np.ndarray) -> tuple[AuthShare, AuthShare]:
+    """``[x y]`` and ``[x y z]`` from the opened ``d = x - a``, ``e = y - b``, ``f = z - c`` (uint64).
+
+    ``x y z = abc + f ab + e ac + d bc + e f a + d f b + d e c + d e f`` and ``x y = ab + e a +
+    d b + d e`` (modulo 2^64, the ring the values live in; the MACs follow the same public
+    coefficients, so they stay consistent).
+    """
+    de, df, ef = d * e, d * f, e * f  # wrap modulo 2^64
+    xy = sh.add_public(sh.add(sh.add(t.ab, sh.mul_public(t.a, e)), sh.mul_public(t.b, d)), de, party_id, key_share)
+    terms = [t.abc, sh.mul_public(t.ab, f), sh.mul_public(t.ac, e), sh.mul_public(t.bc, d)]
+    terms += [sh.mul_public(t.a, ef), sh.mul_public(t.b, df), sh.mul_public(t.c, de)]
+    xyz = terms[0]
+    for term in terms[1:]:  # a loop over 6 array terms
+        xyz = sh.add(xyz, term)
+    return xy, sh.add_public(xyz, de * f, party_id, key_share)
+
+
+def sigmoid_clip_steps(
+    prep: SpdzPreprocessing,
+    party_id: int,
+    key_share: np.ndarray,
+    z: AuthShare,
+    scale_bits: int,
+    frac_bits: int,
+    k: int = WINDOW_BITS,
+) -> Steps:
+    """``s = clip(z / 4 + 1/2, 0, 1)`` at ``frac_bits`` for ``z`` at scale ``2^scale_bits``, in 4 rounds.
+
+    ``s = (b2 - b1) u + 1 - b2`` with ``b1 = [z < -2]``, ``b2 = [z < 2]`` (the window test) and
+    ``u = z / 4 + 1/2``. The window test ends with one carry level per threshold,
+    ``b_T = G_T + P_T L_T``; here that level is fused with the product by ``u``:
+    ``s = (G2 - G1) u + P2 L2 u - P1 L1 u + 1 - G2 - P2 L2``, whose degree-3 terms take one
+    product tuple each (:func:`_product3`). Rounds: (1) open the window's masked ``z``, the
+    truncation of ``z`` for ``u`` and the tuples' own Beaver masks; (2, 3) two carry levels;
+    (4) the tuples' and one triple's masks. The plain composition (window test, then the bit
+    product) takes 5. Opened per element: ``1 + 1 + 12`` (``+ 16`` without comparison masks),
+    ``2 (14 + 6)`` and ``8`` values. Same security as the window test: every opened value is a
+    uniformly masked Beaver or truncation opening, MAC-checked with the rest before any output.
+    """
+    if k % 2 or k < 4:
+        raise ConfigError("the fused sigmoid needs an even window of at least 4 bits")
+    low = scale_bits - DROPPED_BELOW
+    shape, m = z.shape, z.size
+    flat = z.reshape(m)
+    ts = [int(round(t * 2.0**scale_bits)) for t in (-_CLIP, _CLIP)]
+    requests, finish = _mask_open(prep, flat, low, k)
+    pair = prep.truncation_pairs((m,), scale_bits - frac_bits + 2)
+    tuple_opens, read_tuples = _tuple_open(prep, (2, m))
+    opened = yield [*requests, online.truncation_masked(flat, pair, party_id, key_share), *tuple_opens]
+    n_req = len(requests)
+    c, r0, r1, q = finish(opened[:n_req])
+    u = online.truncation_result(opened[n_req], pair, party_id, key_share)  # z / 4 at frac_bits
+    u = sh.add_public(u, np.uint64(1 << (frac_bits - 1)), party_id, key_share)  # + 1/2
+    tup = read_tuples(opened[n_req + 1 :])
+    gp = _window_leaves(party_id, key_share, c, r0, r1, q, ts, low, k)
+    gp = yield from _carry_levels(prep, gp, k // 2, stop=2)  # rows: L, G, (unused), P
+    lg, hg, hp = (AuthShare._of(gp[:, row].reshape(2, 2, m)) for row in (0, 1, 3))
+    diff = sh.sub(hg[1], hg[0])  # G2 - G1
+    triple = prep.triples((m,))
+    u2 = u.broadcast_to((2, m))
+    opened = yield [sh.sub(hp, tup.a), sh.sub(lg, tup.b), sh.sub(u2, tup.c), *online.beaver_masks(diff, u, triple)]
+    d, e, f = (v.lo.reshape(2, m) for v in opened[:3])
+    pl, plu = _product3(tup, d, e, f, party_id, key_share)
+    du = online.beaver_product("mul", opened[3], opened[4], diff, triple)
+    one_minus_b2 = sh.add_public(sh.neg(sh.add(hg[1], pl[1])), np.uint64(1), party_id, key_share)
+    s = sh.add(sh.sub(sh.add(du, plu[1]), plu[0]), sh.shl(one_minus_b2, frac_bits))
+    return s.reshape(shape)

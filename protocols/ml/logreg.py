@@ -28,19 +28,20 @@ x_bits``, for ``lr / |B| = 2^-7`` and ``f = 16``: 11 and 41):
    (:func:`protocols.ml.data.batch_order`): gather ``X_B`` (local), then
 
    - ``z = X_B w`` by one matrix Beaver product, untruncated: scale ``x_bits + w_bits = 52``;
-   - ``sigmoid="clip"``: ``s = clip(z / 4 + 1/2, 0, 1)`` by :func:`~protocols.ml.activation.sigmoid_clip`:
-     ``[z < -2]`` and ``[z < 2]`` by one windowed threshold test on one masked opening of
-     ``z`` (4 rounds), in parallel ``u = z / 4 + 1/2`` by one truncation by ``52 - f + 2``
-     bits, then ``s = ([z < 2] - [z < -2]) u + 1 - [z < 2]`` (one product of a bit and a
-     fixed-point value: no truncation). ``sigmoid="piecewise"``: truncate ``z`` to ``f`` bits
-     and apply the engine's piecewise sigmoid (9 rounds);
+   - ``sigmoid="clip"``: ``s = clip(z / 4 + 1/2, 0, 1)`` by :func:`~protocols.ml.activation.sigmoid_clip`
+     (4 rounds): ``[z < -2]`` and ``[z < 2]`` by one windowed threshold test on one masked
+     opening of ``z``, in parallel ``u = z / 4 + 1/2`` by one truncation by ``52 - f + 2``
+     bits, and ``s = ([z < 2] - [z < -2]) u + 1 - [z < 2]`` fused into the test's last carry
+     level by degree-3 product tuples (made from triples in the test's first round), so the
+     product by ``u`` costs no round of its own. ``sigmoid="piecewise"``: truncate ``z`` to
+     ``f`` bits and apply the engine's piecewise sigmoid (9 rounds);
    - ``g = X_B^T (s - y_B)`` by one matrix Beaver product, untruncated (scale ``x_bits + f``),
      times the public integer ``c = round(2^(w_bits - x_bits - f) lr / |B|)`` (local):
      ``w <- w - c g`` is at scale ``w_bits`` again, so the weights are never truncated.
 
    Each batch is recorded lazily and run by one engine flush, so the rounds are those of its
-   dependency chain: 7 per batch with ``"clip"`` (1 + 4 + 1 forward, 1
-   backward), 12 with ``"piecewise"`` (1 + 1 + 9 forward, 1 backward).
+   dependency chain: 6 per batch with ``"clip"`` (1 + 4 forward, 1 backward), 12 with
+   ``"piecewise"`` (1 + 1 + 9 forward, 1 backward).
 4. *Output*: the weights truncated to ``f`` bits (one round) and revealed to ``receivers``
    only (vertically with each party's standardization), after the batched MAC check of
    everything opened; or (``keep_shared``) each party's additive share of the packed model
@@ -69,14 +70,14 @@ fractional bits and must stay below ``2^62``), ``|w| < 2^(62 - w_bits)`` (``2^21
 ``lr / |B| >= 2^-14`` (else :class:`Scales` refuses: ``X`` would get fewer than 8 bits).
 
 Cost per batch of ``b`` rows (``n`` parties, per party, to each peer; ``d1 = d + 1``), clip:
-7 rounds; Beaver and truncation openings of ``16 (b d1 + d1) + 16 (45 b) + 16 b + 16 (2 b) +
-16 (d1 b + b)`` bytes (forward product, window test, ``z / 4``, bit product, backward
-product), 114 kB for ``b = 64, d = 30`` (816 kB per 455-row epoch; 16 kB more per batch
-without comparison masks; half in the engine's passive mode). Preprocessing per batch
-(:func:`train_requirements`, exact): 2 matrix triples (``(b, d1, 1)``, ``(d1, b, 1)``),
-``23 b`` triples and ``b`` comparison masks (or ``31 b`` triples, ``16 b`` bits, ``b``
-random values and ``b`` truncation pairs for 48 bits) and ``b`` truncation pairs for ``54 -
-f`` bits; ``d1`` truncation pairs once at the end.
+6 rounds; Beaver and truncation openings of ``16 (b d1 + d1) + 16 (62 b) + 16 (d1 b + b)``
+bytes (forward product; the fused sigmoid: window mask, ``z / 4``, the product tuples' own
+masks, two carry levels, the fused level; backward product), 128 kB for ``b = 64, d = 30``
+(16 kB more per batch without comparison masks; half in the engine's passive mode).
+Preprocessing per batch (:func:`train_requirements`, exact): 2 matrix triples (``(b, d1,
+1)``, ``(d1, b, 1)``), ``29 b`` triples, ``2 b`` random values and ``b`` comparison masks (or
+``37 b`` triples, ``16 b`` bits, ``3 b`` random values and ``b`` truncation pairs for 48
+bits) and ``b`` truncation pairs for ``54 - f`` bits; ``d1`` truncation pairs once at the end.
 
 Papers: Mohassel, Zhang, "SecureML" (S&P 2017: fixed-point SGD on shares, the clipped linear
 activation); Cramer et al., "SPDZ2k" (CRYPTO 2018); Damgard et al., "New Primitives for
@@ -99,7 +100,7 @@ from protocols.spdz import compare as cmp
 from protocols.spdz.array import SecretArray, concatenate
 from protocols.spdz.preprocessing import Requirements, reveal_cost
 
-from protocols.ml.activation import DROPPED_BELOW, sigmoid_clip, window_cost
+from protocols.ml.activation import sigmoid_clip, sigmoid_clip_cost
 from protocols.ml.data import batch_order, batches, column_stats, pooled_stats
 from protocols.ml.fixed import raw_product, reinterpret, truncate
 from protocols.ml.model import Model, ModelShares, ModelSpec, SecretModel, decode_scaled, encode_scaled
@@ -139,7 +140,7 @@ class TrainParams:
         batch_size: rows per gradient step (the last batch of an epoch may be smaller).
         learning_rate: step size ``lr`` (the step is ``lr / |B|`` times the summed gradient).
         seed: seed of the public batch order.
-        sigmoid: ``"clip"`` (``clip(z / 4 + 1/2, 0, 1)``, 8 rounds forward) or
+        sigmoid: ``"clip"`` (``clip(z / 4 + 1/2, 0, 1)``, 5 rounds forward) or
             ``"piecewise"`` (the engine's accurate sigmoid, error 2.5e-4, 11 rounds forward).
         standardize: scale features to mean 0, variance 1 (see the module docstring).
     """
@@ -630,8 +631,7 @@ def train_requirements(
             b = idx.size
             need += Requirements(matrix_triples={(b, d1, 1): 1, (d1, b, 1): 1})
             if params.sigmoid == "clip":
-                need += window_cost(b, 2, Z_SCALE - DROPPED_BELOW, prep=prep)
-                need += Requirements(triples=b, truncation_pairs={Z_SCALE - f + 2: b})
+                need += sigmoid_clip_cost(b, Z_SCALE, f, prep=prep)
             else:  # the engine's piecewise sigmoid: 4 comparisons, 22 products, 24 truncations
                 need += cmp.cost(cmp.Want(lt=True), 4 * b, prep=prep)
                 need += Requirements(

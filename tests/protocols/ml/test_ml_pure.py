@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from spdz_testkit import drive
+from spdz_testkit import drive, mac_key, open_checked
 
 from mpc import ring128 as r128
 from mpc.errors import ConfigError
 from mpc.prg import PRG
 from protocols.ml import Model, ModelShares, ModelSpec, TrainParams, decode, encode
-from protocols.ml.activation import WINDOW_BITS, window_cost, window_steps
+from protocols.ml.activation import WINDOW_BITS, sigmoid_clip_cost, sigmoid_clip_steps, window_cost, window_steps
 from protocols.ml.data import batch_order, batches, column_stats, pooled_stats, split_columns, split_rows
 from protocols.ml.logreg import Z_SCALE, Scales, step_constant
 from protocols.ml.reference import activation, train_plain
@@ -164,3 +164,27 @@ def test_window_test_against_numpy(seed: bytes, prg: PRG, masks: bool, n: int) -
         assert np.array_equal(got[k][sure], (z[sure] < t).astype(np.int64))
     cost = window_cost(z.size, 2, low, prep=provs[0])
     assert cost.triples == z.size * (2 * 11 + (0 if masks else WINDOW_BITS // 2))
+
+
+@pytest.mark.parametrize("masks", [True, False])
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_fused_clip_sigmoid_against_numpy(seed: bytes, prg: PRG, masks: bool, n: int) -> None:
+    scale, f = Z_SCALE, 16
+    z = np.concatenate([uniform(prg, (200,), -6, 6), uniform(prg, (20,), -1000, 1000), [-2.0, 2.0, 0.0, 1.99, -2.07, 2.5]])
+    raw = r128.from_i64(np.rint(z * 2.0**scale).astype(np.int64))
+    need = sigmoid_clip_cost(z.size, scale, f, prep=InsecureDealer if masks else _NoComparisonMasks)
+    dealers = [InsecureDealer(i, n, seed, allow_insecure=True, capacity=need) for i in range(n)]
+    provs: list[Any] = dealers if masks else [_NoComparisonMasks(d) for d in dealers]
+    alpha = r128.from_int(mac_key(dealers))
+    shares = [AuthShare.from_parts(raw, r128.mul(raw, alpha))]  # party 0 holds x and its MAC
+    shares += [AuthShare.from_parts(r128.zeros(raw.shape), r128.zeros(raw.shape)) for _ in range(n - 1)]
+    gens = [sigmoid_clip_steps(p, i, d.mac_key_share(), s, scale, f) for i, (p, d, s) in enumerate(zip(provs, dealers, shares))]
+    results, rounds = drive(gens)
+    assert rounds == 4  # the window test (4) with the product by u fused into its last level
+    got = open_checked(results, mac_key(dealers)).view(np.int64) / 2.0**f
+    want = np.clip(z / 4 + 0.5, 0, 1)
+    sure = (np.abs(z - 2) >= 2.0**-4) & (np.abs(z + 2) >= 2.0**-4)
+    assert np.max(np.abs(got - want)[sure]) <= 2.0**-f  # the truncation of z / 4: one unit
+    assert np.max(np.abs(got - want)) <= 2.0**-6 + 2.0**-f  # within 2^-4 of +-2: either side
+    for d in dealers:
+        assert sum(d.remaining().values()) == 0  # sigmoid_clip_cost is exact

@@ -180,7 +180,7 @@ def test_training_matches_plaintext(seed: bytes, partition: str, n: int, receive
     for j, out in enumerate(outs):
         assert out["left"] == 0  # train_requirements is exact
         assert out["progress"] == [1 / EPOCHS * (e + 1) for e in range(EPOCHS)]
-        assert out["rounds"] == [8 * 7] * EPOCHS  # 8 batches of 7 rounds
+        assert out["rounds"] == [8 * 6] * EPOCHS  # 8 batches of 6 rounds
         assert (out["model"] is not None) == (j in receivers)
     _check_model(outs[receivers[0]]["model"])
 
