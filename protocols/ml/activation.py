@@ -59,10 +59,13 @@ the test's last carry level, so the whole activation takes the test's 4. That le
 tuples are made in the test's first round from a triple ``(a, b, ab)``, a random ``c`` and
 three more Beaver products (``ac``, ``bc``, ``(ab) c``), whose openings ride on that round.
 Security is unchanged: every opened value is a uniformly masked Beaver or truncation opening,
-MAC-checked with the rest before any output. Cost per element (:func:`sigmoid_clip_cost`):
-the test's, less its last level (2 triples), plus 9 triples, 2 random values and one
-truncation pair for ``s - f + 2`` bits; 62 opened values (16 more without comparison masks)
-instead of 48.
+MAC-checked with the rest before any output. The truncation that makes ``u`` shares the
+test's mask (:func:`_shared_truncation`): its opening is the test's ``c`` (plus the public
+``2^62``), so it costs no opened value and no pair of its own. Cost per element
+(:func:`sigmoid_clip_cost`): the test's, less its last level (2 triples), plus 9 triples and
+2 random values (a composed mask takes ``l - (s - f + 2)`` more bits but a truncation pair
+for ``s - f + 2`` bits instead of ``l``); 61 opened values (16 more without comparison masks)
+instead of the 48 of the test, the truncation and the product.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ from protocols.spdz import compare as cmp
 from protocols.spdz import online
 from protocols.spdz import shares as sh
 from protocols.spdz.array import SecretArray
-from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing
+from protocols.spdz.preprocessing import Requirements, SpdzPreprocessing, TruncationPair
 from protocols.spdz.shares import AuthShare
 
 __all__ = [
@@ -207,7 +210,7 @@ def window_steps(
         raise ConfigError("the window needs an even k and low_bits + k <= 64")
     shape = z.shape
     m = z.size
-    requests, finish = _mask_open(prep, z.reshape(m), low_bits, k)
+    requests, finish, _ = _mask_open(prep, z.reshape(m), low_bits, k)
     c, r0, r1, q = finish((yield requests))
     gp = _window_leaves(party_id, key_share, c, r0, r1, q, thresholds, low_bits, k)
     gp = yield from _carry_levels(prep, gp, k // 2, stop=1)
@@ -217,14 +220,23 @@ def window_steps(
 Opened = Callable[[list[Z128]], tuple[np.ndarray, AuthShare, AuthShare, AuthShare]]
 
 
-def _mask_open(prep: SpdzPreprocessing, flat: AuthShare, low_bits: int, k: int) -> tuple[list[AuthShare], Opened]:
+def _mask_open(
+    prep: SpdzPreprocessing, flat: AuthShare, low_bits: int, k: int, trunc_bits: int | None = None
+) -> tuple[list[AuthShare], Opened, TruncationPair | None]:
     """Step 1 of :func:`window_steps`: the openings of the mask round and what reads them.
 
-    Returns the requests to open (``c = z + mask`` first) and a function of their opened
-    values giving ``c`` (uint64 ``(m,)``), the window's bit rows ``r0``, ``r1`` (bits ``2j``
-    and ``2j + 1`` of each chunk, ``(k / 2, m)``) and their products ``q``.
+    Returns the requests to open (``c = z + mask`` first), a function of their opened values
+    giving ``c`` (uint64 ``(m,)``), the window's bit rows ``r0``, ``r1`` (bits ``2j`` and
+    ``2j + 1`` of each chunk, ``(k / 2, m)``) and their products ``q``; and, if
+    ``trunc_bits`` is given, a truncation pair for ``trunc_bits`` whose ``r`` is the mask
+    itself (:func:`_shared_truncation`). That needs every bit of the mask from ``trunc_bits``
+    up to 63 as a shared bit: a comparison mask has them all; a composed one is then built
+    from a truncation pair for ``trunc_bits`` (not ``low_bits``), ``low_bits - trunc_bits``
+    more bits and the window's, which must reach bit 63 (``low_bits + k = 64``).
     """
     m = flat.size
+    if trunc_bits is not None and not 0 < trunc_bits <= low_bits:
+        raise ConfigError("the shared truncation needs 0 < trunc_bits <= low_bits")
     if _uses_comparison_masks(prep, low_bits, k):
         source = cmp.mask_source(prep)
         cm = source(m)  # type: ignore[misc]
@@ -237,15 +249,18 @@ def _mask_open(prep: SpdzPreprocessing, flat: AuthShare, low_bits: int, k: int) 
         def read_masked(opened: list[Z128]) -> tuple[np.ndarray, AuthShare, AuthShare, AuthShare]:
             return opened[0].lo.reshape(m), r0, r1, q
 
-        return [sh.add(flat, cm.value)], read_masked
-    pair = prep.truncation_pairs((m,), low_bits)
-    r_low = sh.sub(sh.sub(pair.r, sh.shl(pair.r_high, low_bits)), sh.shl(pair.r_msb, 63))
-    bits = prep.bits((k, m))
+        shared = None if trunc_bits is None else _shared_truncation(cm.value, cm.bits[trunc_bits:], trunc_bits)
+        return [sh.add(flat, cm.value)], read_masked, shared
+    if trunc_bits is not None and low_bits + k != cmp.K:
+        raise ConfigError("a composed mask shares its truncation only with a window ending at bit 63")
+    base = low_bits if trunc_bits is None else trunc_bits
+    pair = prep.truncation_pairs((m,), base)
+    r_low = sh.sub(sh.sub(pair.r, sh.shl(pair.r_high, base)), sh.shl(pair.r_msb, 63))  # uniform in [0, 2^base)
+    bits = prep.bits((low_bits - base + k, m))  # bits base .. low_bits - 1, then the window's
     high = prep.random_values((m,))
-    weights = np.left_shift(np.uint64(1), np.arange(k, dtype=np.uint64)).reshape(k, 1)
-    window = AuthShare(r128.sum(r128.mul_u64(bits.data, weights), axis=1))
-    mask = sh.add(sh.add(r_low, sh.shl(window, low_bits)), sh.shl(high, low_bits + k))
-    b0, b1 = bits[0::2], bits[1::2]
+    mask = sh.add(sh.add(r_low, sh.shl(_weighted(bits), base)), sh.shl(high, low_bits + k))
+    window = bits[low_bits - base :]
+    b0, b1 = window[0::2], window[1::2]
     products = cmp.multiply_steps(prep, [b0], [b1])
     opens = next(products)
 
@@ -253,7 +268,28 @@ def _mask_open(prep: SpdzPreprocessing, flat: AuthShare, low_bits: int, k: int) 
         (q_composed,) = _finish(products, opened[1:])
         return opened[0].lo.reshape(m), b0, b1, q_composed
 
-    return [sh.add(flat, mask), *opens], read_composed
+    shared = None if trunc_bits is None else _shared_truncation(mask, bits, trunc_bits)
+    return [sh.add(flat, mask), *opens], read_composed, shared
+
+
+def _weighted(bits: AuthShare) -> AuthShare:
+    """``sum_i 2^i [b_i]`` over the rows of ``bits`` (``(rows, m)``, rows < 64)."""
+    weights = np.left_shift(np.uint64(1), np.arange(bits.shape[0], dtype=np.uint64)).reshape(-1, 1)
+    return AuthShare(r128.sum(r128.mul_u64(bits.data, weights), axis=1))
+
+
+def _shared_truncation(mask: AuthShare, top_bits: AuthShare, trunc_bits: int) -> TruncationPair:
+    """A truncation pair for ``trunc_bits`` with ``r = mask`` from the mask's bits ``trunc_bits .. 63``.
+
+    ``(r mod 2^63) >> f = sum_(i < 63 - f) 2^i [b_(f + i)]`` and ``r_63 = [b_63]``: both local.
+    Truncating ``z`` with it needs no opening of its own: ``c + 2^62`` for the opened
+    ``c = z + mask`` is exactly the opening ``z + 2^62 + r`` of the truncation protocol
+    (:mod:`protocols.spdz.online`), so the window test and the truncation see one value.
+    """
+    rows = cmp.K - trunc_bits
+    if top_bits.shape[0] != rows:
+        raise ConfigError("internal: the mask's top bits do not fit the truncation")
+    return TruncationPair(mask, _weighted(top_bits[: rows - 1]), top_bits[rows - 1], trunc_bits)
 
 
 def _finish(steps: Generator[list[AuthShare], list[Z128], list[AuthShare]], opened: list[Z128]) -> list[AuthShare]:
@@ -400,23 +436,23 @@ def sigmoid_clip(z: SecretArray, scale_bits: int) -> SecretArray:
     return eng.interactive(steps, [z], z.shape, eng.frac_bits)
 
 
-def sigmoid_clip_cost(count: int, scale_bits: int, frac_bits: int, prep: object = None) -> Requirements:
-    """Preprocessing of :func:`sigmoid_clip_steps` for ``count`` elements (exact)."""
+def sigmoid_clip_cost(count: int, scale_bits: int, frac_bits: int, prep: object = None, k: int = WINDOW_BITS) -> Requirements:
+    """Preprocessing of :func:`sigmoid_clip_steps` for ``count`` elements (exact).
+
+    The window test's (two thresholds) less its last carry level, whose place the fused level
+    takes (two product tuples and one triple per element); no truncation pair for ``u``: it
+    shares the window's mask. A composed mask (no comparison masks) is built on a truncation
+    pair for ``s - f + 2`` bits and ``l - (s - f + 2)`` more bits instead of one for ``l``.
+    """
     low = scale_bits - DROPPED_BELOW
-    window = window_cost(count, 2, low, prep=prep)
-    last_level = 2 * count  # the window's last carry level is replaced by the fused round
-    fused = Requirements(
-        triples=2 * TUPLE_TRIPLES * count + count,  # two product tuples and (G2 - G1) u per element
-        random_values=2 * count,
-        truncation_pairs={scale_bits - frac_bits + 2: count},
+    trunc = scale_bits - frac_bits + 2
+    tree = 2 * (sum(_tree_levels(k // 2)) - 1) * count
+    fused = Requirements(triples=tree + (2 * TUPLE_TRIPLES + 1) * count, random_values=2 * count)
+    if _uses_comparison_masks(prep, low, k):
+        return fused + Requirements(comparison_masks=count)
+    return fused + Requirements(
+        triples=(k // 2) * count, bits=(k + low - trunc) * count, random_values=count, truncation_pairs={trunc: count}
     )
-    return Requirements(
-        triples=window.triples - last_level,
-        bits=window.bits,
-        random_values=window.random_values,
-        truncation_pairs=window.truncation_pairs,
-        comparison_masks=window.comparison_masks,
-    ) + fused
 
 
 TUPLE_TRIPLES = 4
@@ -487,11 +523,13 @@ def sigmoid_clip_steps(
     ``u = z / 4 + 1/2``. The window test ends with one carry level per threshold,
     ``b_T = G_T + P_T L_T``; here that level is fused with the product by ``u``:
     ``s = (G2 - G1) u + P2 L2 u - P1 L1 u + 1 - G2 - P2 L2``, whose degree-3 terms take one
-    product tuple each (:func:`_product3`). Rounds: (1) open the window's masked ``z``, the
-    truncation of ``z`` for ``u`` and the tuples' own Beaver masks; (2, 3) two carry levels;
-    (4) the tuples' and one triple's masks. The plain composition (window test, then the bit
-    product) takes 5. Opened per element: ``1 + 1 + 12`` (``+ 16`` without comparison masks),
-    ``2 (14 + 6)`` and ``8`` values. Same security as the window test: every opened value is a
+    product tuple each (:func:`_product3`). Rounds: (1) open the window's masked ``z`` (also
+    the truncation's opening for ``u``, :func:`_shared_truncation`) and the tuples' own Beaver
+    masks; (2, 3) two carry levels; (4) the tuples' and one triple's masks. The plain
+    composition (window test, then the bit product) takes 5. Opened per element: ``1 + 12``
+    (``+ 16`` without comparison masks), ``2 (14 + 6)`` and ``8`` values. Needs the window
+    to end at bit 63 (``scale_bits = 52`` with ``k = 16``) when the provider has no
+    comparison masks. Same security as the window test: every opened value is a
     uniformly masked Beaver or truncation opening, MAC-checked with the rest before any output.
     """
     if k % 2 or k < 4:
@@ -500,15 +538,15 @@ def sigmoid_clip_steps(
     shape, m = z.shape, z.size
     flat = z.reshape(m)
     ts = [int(round(t * 2.0**scale_bits)) for t in (-_CLIP, _CLIP)]
-    requests, finish = _mask_open(prep, flat, low, k)
-    pair = prep.truncation_pairs((m,), scale_bits - frac_bits + 2)
+    requests, finish, pair = _mask_open(prep, flat, low, k, trunc_bits=scale_bits - frac_bits + 2)
     tuple_opens, read_tuples = _tuple_open(prep, (2, m))
-    opened = yield [*requests, online.truncation_masked(flat, pair, party_id, key_share), *tuple_opens]
+    opened = yield [*requests, *tuple_opens]
     n_req = len(requests)
     c, r0, r1, q = finish(opened[:n_req])
-    u = online.truncation_result(opened[n_req], pair, party_id, key_share)  # z / 4 at frac_bits
+    biased = Z128(c + np.uint64(online.TRUNCATION_BIAS), np.zeros_like(c))  # z + 2^62 + mask (mod 2^64)
+    u = online.truncation_result(biased, pair, party_id, key_share)  # z / 4 at frac_bits
     u = sh.add_public(u, np.uint64(1 << (frac_bits - 1)), party_id, key_share)  # + 1/2
-    tup = read_tuples(opened[n_req + 1 :])
+    tup = read_tuples(opened[n_req:])
     gp = _window_leaves(party_id, key_share, c, r0, r1, q, ts, low, k)
     gp = yield from _carry_levels(prep, gp, k // 2, stop=2)  # rows: L, G, (unused), P
     lg, hg, hp = (AuthShare._of(gp[:, row].reshape(2, 2, m)) for row in (0, 1, 3))

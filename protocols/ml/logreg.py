@@ -70,14 +70,14 @@ fractional bits and must stay below ``2^62``), ``|w| < 2^(62 - w_bits)`` (``2^21
 ``lr / |B| >= 2^-14`` (else :class:`Scales` refuses: ``X`` would get fewer than 8 bits).
 
 Cost per batch of ``b`` rows (``n`` parties, per party, to each peer; ``d1 = d + 1``), clip:
-6 rounds; Beaver and truncation openings of ``16 (b d1 + d1) + 16 (62 b) + 16 (d1 b + b)``
-bytes (forward product; the fused sigmoid: window mask, ``z / 4``, the product tuples' own
-masks, two carry levels, the fused level; backward product), 128 kB for ``b = 64, d = 30``
-(16 kB more per batch without comparison masks; half in the engine's passive mode).
-Preprocessing per batch (:func:`train_requirements`, exact): 2 matrix triples (``(b, d1,
-1)``, ``(d1, b, 1)``), ``29 b`` triples, ``2 b`` random values and ``b`` comparison masks (or
-``37 b`` triples, ``16 b`` bits, ``3 b`` random values and ``b`` truncation pairs for 48
-bits) and ``b`` truncation pairs for ``54 - f`` bits; ``d1`` truncation pairs once at the end.
+6 rounds; Beaver and truncation openings of ``16 (b d1 + d1) + 16 (61 b) + 16 (d1 b + b)``
+bytes (forward product; the fused sigmoid: the window's mask, which is also the truncation's,
+the product tuples' own masks, two carry levels, the fused level; backward product), 127 kB
+for ``b = 64, d = 30`` (16 kB more per batch without comparison masks; half in the engine's
+passive mode). Preprocessing per batch (:func:`train_requirements`, exact): 2 matrix triples
+(``(b, d1, 1)``, ``(d1, b, 1)``), ``29 b`` triples, ``2 b`` random values and ``b``
+comparison masks (or ``37 b`` triples, ``(f + 10) b`` bits, ``3 b`` random values and ``b``
+truncation pairs for ``54 - f`` bits); ``d1`` truncation pairs once at the end.
 
 Papers: Mohassel, Zhang, "SecureML" (S&P 2017: fixed-point SGD on shares, the clipped linear
 activation); Cramer et al., "SPDZ2k" (CRYPTO 2018); Damgard et al., "New Primitives for
