@@ -11,7 +11,7 @@ nor receive in that round (they just do not use it).
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from mpc.contracts import SECRET_ENGINE, Channel, ChannelStats, Payload, SecretEngine
 from mpc.errors import ConfigError, ProtocolViolation
@@ -37,17 +37,21 @@ class Round:
 
     async def send(self, peer: int, payload: Payload) -> None:
         """Send ``payload`` to party ``peer`` in this round."""
-        self._count()
-        self._session._check_peer(peer)
-        await self._session.channel.send(peer, self.tag, payload)
+        if not self._counted:
+            self._count()
+        session = self._session
+        session._check_peer(peer)
+        await session.channel.send(peer, self.tag, payload)
 
     async def recv(self, peer: int) -> Payload:
         """Receive this round's message from party ``peer``."""
-        self._count()
-        self._session._check_peer(peer)
-        return await self._session.channel.recv(peer, self.tag)
+        if not self._counted:
+            self._count()
+        session = self._session
+        session._check_peer(peer)
+        return await session.channel.recv(peer, self.tag)
 
-    async def _recv_all(self, peers: list[int]) -> dict[int, Payload]:
+    async def _recv_all(self, peers: Sequence[int]) -> dict[int, Payload]:
         """Receive this round's message from each of ``peers``, in turn.
 
         Awaiting in turn costs no task per receive; the messages arrive concurrently anyway
@@ -56,7 +60,8 @@ class Round:
         order), after at most ``len(peers)`` timeouts if the others are slow but alive; a
         receive that fails leaves no other receive of the round pending.
         """
-        self._count()
+        if not self._counted:
+            self._count()
         check, recv, tag = self._session._check_peer, self._session.channel.recv, self.tag
         out: dict[int, Payload] = {}
         for p in peers:
@@ -94,16 +99,20 @@ class Session:
         self.path = path
         self.resources: dict[str, Any] = resources if resources is not None else {}
         self._counters: dict[str, int] = _counters if _counters is not None else {}
+        # A channel's parties are fixed: read them once (checked on every send and receive).
+        self._party_id: int = channel.party_id
+        self._n_parties: int = channel.n_parties
+        self._others = tuple(p for p in range(self._n_parties) if p != self._party_id)
 
     @property
     def party_id(self) -> int:
         """This party's index."""
-        return self.channel.party_id
+        return self._party_id
 
     @property
     def n_parties(self) -> int:
         """Number of parties."""
-        return self.channel.n_parties
+        return self._n_parties
 
     @property
     def parties(self) -> tuple[str, ...]:
@@ -123,7 +132,7 @@ class Session:
     @property
     def others(self) -> list[int]:
         """Ids of every other party, ascending."""
-        return [p for p in range(self.n_parties) if p != self.party_id]
+        return list(self._others)
 
     @property
     def engine(self) -> SecretEngine:
@@ -199,8 +208,8 @@ class Session:
         return f"{key}#{k}"
 
     def _check_peer(self, peer: int) -> None:
-        if not 0 <= peer < self.n_parties or peer == self.party_id:
-            raise ProtocolViolation(f"invalid peer {peer} for party {self.party_id}")
+        if not 0 <= peer < self._n_parties or peer == self._party_id:
+            raise ProtocolViolation(f"invalid peer {peer} for party {self._party_id}")
 
     async def exchange(
         self, name: str, payload: Payload | Mapping[int, Payload], *, per_peer: bool = False
@@ -216,7 +225,7 @@ class Session:
             Mapping peer id -> the payload received from it.
         """
         rnd = self.round(name)
-        others = self.others
+        others = self._others
         if per_peer:
             if not isinstance(payload, Mapping) or set(payload) != set(others):
                 raise ConfigError("per-peer payload must map every other party id")

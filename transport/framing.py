@@ -66,10 +66,12 @@ __all__ = [
     "FrameLimits",
     "HelloHeader",
     "MessageAssembler",
+    "MessageEncoder",
     "MsgHeader",
     "decode_frame",
     "decode_message",
     "decode_payload",
+    "decode_whole_message",
     "encode_ack",
     "encode_hello",
     "encode_message",
@@ -241,6 +243,8 @@ def _frame(header: list[Any], *data: bytes | memoryview) -> bytes:
 
 
 def _check_name(what: str, value: Any, error: type[Exception] = FrameError) -> str:
+    if type(value) is str and 0 < len(value) <= MAX_NAME_CHARS and value.isascii():
+        return value  # the usual case (ASCII cannot hold a lone surrogate)
     if type(value) is not str:
         raise error(f"{what} must be a str, got {type(value).__name__}")
     if not 0 < len(value) <= MAX_NAME_CHARS:
@@ -280,6 +284,8 @@ def encode_hello(hello: HelloHeader) -> bytes:
 
 
 def _as_byte_view(frame: Any) -> memoryview:
+    if type(frame) is memoryview and frame.format == "B" and frame.ndim == 1:
+        return frame  # the usual case (a view of the driver's receive buffer)
     if not isinstance(frame, (bytes, bytearray, memoryview)):
         raise FrameError(f"a frame must be bytes-like, got {type(frame).__name__}")
     view = memoryview(frame)
@@ -372,6 +378,28 @@ def _check_data_len(declared: Any, actual: int) -> None:
 
 
 def _parse_msg(fields: list[Any], data_len: int, limits: FrameLimits) -> MsgHeader:
+    if len(fields) == 8:  # the usual case: accept it in one test (else the checks below say why)
+        _, seq, session_id, tag, body_len, raw_len, declared, ack = fields
+        if (
+            type(seq) is int
+            and type(body_len) is int
+            and type(raw_len) is int
+            and type(ack) is int
+            and 0 <= seq <= _MAX_SEQ
+            and 0 <= ack <= _MAX_SEQ
+            and 0 < body_len <= limits.max_body_bytes
+            and 0 <= raw_len
+            and body_len + raw_len <= limits.max_message_bytes
+            and type(declared) is int
+            and declared == data_len
+            and 0 < data_len <= body_len + raw_len
+            # Names decoded from msgpack are valid UTF-8: only type and length to check.
+            and type(session_id) is str
+            and 0 < len(session_id) <= MAX_NAME_CHARS
+            and type(tag) is str
+            and 0 < len(tag) <= MAX_NAME_CHARS
+        ):
+            return MsgHeader(seq, session_id, tag, body_len, raw_len, ack)
     if len(fields) == 8:
         ack: int | None = _check_seq("MSG ack", fields[7])
     elif len(fields) == 7:
@@ -445,7 +473,7 @@ class EncodedPayload:
 
     Attributes:
         body: msgpack encoding of the payload, arrays as :data:`ARRAY_EXT` headers.
-        buffers: the arrays' bytes in body order, as flat byte views.
+        buffers: the arrays' bytes in body order, as flat byte views (none for an empty array).
     """
 
     body: bytes
@@ -465,6 +493,12 @@ def _walk(obj: Any, max_depth: int, leaves: tuple[type, ...]) -> None:
     """
     if type(obj) is np.ndarray or type(obj) in leaves:
         return  # a bare array or scalar: nothing to walk
+    if type(obj) is dict:  # the usual payload: a flat dict of arrays and scalars (max_depth >= 1)
+        for key, value in obj.items():
+            if type(key) is not str or not (type(value) is np.ndarray or type(value) in leaves):
+                break
+        else:
+            return
     stack: list[tuple[Any, int]] = [(obj, 0)]
     while stack:
         node, depth = stack.pop()
@@ -488,14 +522,54 @@ def _walk(obj: Any, max_depth: int, leaves: tuple[type, ...]) -> None:
                 raise FrameError(f"cannot carry a value of type {type(item).__name__}")
 
 
-class _Encoder:
-    """msgpack ``default`` hook that moves arrays out of band."""
+class MessageEncoder:
+    """Encodes payloads and messages, reusing its msgpack packers from one call to the next.
 
-    def __init__(self, limits: FrameLimits) -> None:
-        self.limits = limits
-        self.buffers: list[memoryview] = []
+    :func:`encode_payload` and :func:`encode_message` build one per call; a sender of many
+    messages (:class:`~transport.link.Link`) keeps one, since making the packers costs about as
+    much as packing a small message. One call at a time (a call does not return control before
+    it is done).
 
-    def __call__(self, obj: Any) -> Any:
+    Args:
+        limits: the limits messages are checked against.
+        frame_bytes: size of the frames :meth:`message` makes (by default and at most
+            ``limits.max_frame_bytes``).
+
+    Raises:
+        ConfigError: ``frame_bytes`` is not an int in [:data:`MIN_FRAME_BYTES`, 2**31].
+    """
+
+    def __init__(self, limits: FrameLimits | None = None, *, frame_bytes: int | None = None) -> None:
+        self.limits = limits or FrameLimits()
+        self._max_frame = self.limits.max_frame_bytes
+        if frame_bytes is not None:
+            self._max_frame = min(
+                _check_int("frame_bytes", frame_bytes, MIN_FRAME_BYTES, 1 << 31), self._max_frame
+            )
+        self._buffers: list[memoryview] = []
+        self._raw_len = 0
+        # autoreset (the default): a pack that raises leaves the packer empty for the next one.
+        self._body_packer = msgpack.Packer(default=self._default, use_bin_type=True, strict_types=True)
+        self._head_packer = msgpack.Packer(use_bin_type=True)
+
+    def payload(self, payload: Any) -> tuple[bytes, list[memoryview], int]:
+        """``(body, array buffers, their total length)`` of ``payload`` (see :func:`encode_payload`)."""
+        limits = self.limits
+        _walk(payload, limits.max_depth, _ENCODED_LEAVES)
+        self._buffers, self._raw_len = [], 0
+        try:
+            body = self._body_packer.pack(payload)
+        except FrameError:
+            raise
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise FrameError(f"payload cannot be encoded: {exc}") from exc
+        buffers, raw_len = self._buffers, self._raw_len
+        self._buffers = []  # do not keep the caller's arrays alive
+        _check_message_size(len(body) + raw_len, limits, len(body))
+        return body, buffers, raw_len
+
+    def _default(self, obj: Any) -> Any:
+        """The msgpack ``default`` hook: moves arrays out of band."""
         if isinstance(obj, (np.ndarray, np.generic)):
             return self._array(obj)
         if isinstance(obj, dict):
@@ -526,10 +600,74 @@ class _Encoder:
         if convert or not array.flags.c_contiguous:
             # Copies only a non-contiguous or big-endian array; the common case is a view.
             array = np.asarray(array, dtype=_DTYPE_BY_CODE[code], order="C")
-        # A flat byte view (memoryview's cast refuses empty arrays; numpy's view does not).
-        self.buffers.append(memoryview(array).cast("B") if array.size else array.reshape(-1).view(np.uint8).data)
-        meta = _ARRAY_META[ndim].pack(code, ndim, *shape, array.nbytes)
-        return msgpack.ExtType(ARRAY_EXT, meta)
+        nbytes = array.nbytes
+        if nbytes:  # empty arrays take no bytes (and memoryview's cast refuses them)
+            self._buffers.append(memoryview(array).cast("B"))
+            self._raw_len += nbytes
+        return msgpack.ExtType(ARRAY_EXT, _ARRAY_META[ndim].pack(code, ndim, *shape, nbytes))
+
+    def message(
+        self,
+        seq: int,
+        session_id: str,
+        tag: str,
+        payload: Any,
+        *,
+        ack: int | None = None,
+    ) -> list[bytes | memoryview]:
+        """The frames of a message; see :func:`encode_message`."""
+        max_frame = self._max_frame
+        _check_seq("seq", seq)
+        if ack is not None:
+            _check_seq("ack", ack)
+        _check_name("session_id", session_id)
+        _check_name("tag", tag)
+        body, buffers, raw_len = self.payload(payload)
+        body_len = len(body)
+        total = body_len + raw_len
+        head = [KIND_MSG, seq, session_id, tag, body_len, raw_len, total]
+        if ack is not None:
+            head.append(ack)
+        packed = self._head_packer.pack(head)
+        if _PREFIX_LEN + len(packed) + total <= max_frame:  # the usual case: one frame
+            return [b"".join((_PREFIX, len(packed).to_bytes(4, "big"), packed, body, *buffers))]
+        segments = [memoryview(body), *buffers]
+        layout: list[tuple[bytes, int]] = []  # (prefix and header, data length) of each frame
+        offset = 0
+        while offset < total:  # one iteration per frame
+            # The header holds the data length n; size it with an upper bound of n (a msgpack
+            # int never gets shorter as it grows), then pack it with the real n.
+            n = min(total - offset, max_frame)
+            for _ in range(2):
+                if offset == 0:
+                    header = [KIND_MSG, seq, session_id, tag, body_len, raw_len, n]
+                    if ack is not None:
+                        header.append(ack)
+                else:
+                    header = [KIND_CHUNK, seq, offset, n, total]
+                packed = self._head_packer.pack(header)
+                n = min(n, max_frame - _PREFIX_LEN - len(packed))
+            layout.append((_PREFIX + len(packed).to_bytes(4, "big") + packed, n))
+            offset += n
+        if len(layout) == 1:
+            return [b"".join((layout[0][0], *segments))]
+        buffer = np.empty(sum(len(h) + n for h, n in layout), dtype=np.uint8)
+        frames: list[bytes | memoryview] = []
+        view = buffer.data.toreadonly()
+        pos, index, inner = 0, 0, 0
+        for head_bytes, n in layout:  # one iteration per frame and per segment boundary
+            start = pos
+            buffer[pos : pos + len(head_bytes)] = np.frombuffer(head_bytes, np.uint8)
+            pos += len(head_bytes)
+            while n:
+                segment = segments[index]
+                k = min(n, segment.nbytes - inner)
+                buffer[pos : pos + k] = np.frombuffer(segment, np.uint8, k, inner)
+                pos, n, inner = pos + k, n - k, inner + k
+                if inner == segment.nbytes:
+                    index, inner = index + 1, 0
+            frames.append(view[start:pos])
+        return frames
 
 
 def encode_payload(payload: Any, limits: FrameLimits | None = None) -> EncodedPayload:
@@ -543,27 +681,23 @@ def encode_payload(payload: Any, limits: FrameLimits | None = None) -> EncodedPa
             ``limits.max_depth``, or an int outside [-2**63, 2**64).
         FrameTooLarge: the message is over ``limits.max_message_bytes``.
     """
-    limits = limits or FrameLimits()
-    _walk(payload, limits.max_depth, _ENCODED_LEAVES)
-    encoder = _Encoder(limits)
-    try:
-        body = msgpack.packb(payload, default=encoder, use_bin_type=True, strict_types=True)
-    except FrameError:
-        raise
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise FrameError(f"payload cannot be encoded: {exc}") from exc
-    encoded = EncodedPayload(body, tuple(encoder.buffers))
-    _check_message_size(len(body) + encoded.raw_len, limits, len(body))
-    return encoded
+    body, buffers, _ = MessageEncoder(limits).payload(payload)
+    return EncodedPayload(body, tuple(buffers))
 
 
 class _Decoder:
-    """msgpack hooks that validate dict keys and allocate arrays from checked headers."""
+    """msgpack hooks that validate dict keys and allocate arrays from checked headers.
 
-    def __init__(self, raw_len: int, limits: FrameLimits) -> None:
+    Given the message's raw bytes (``raw``, when they are all in hand), each array is filled
+    from them as it is allocated; otherwise the arrays are returned empty, for an
+    :class:`_ArraySink` to fill.
+    """
+
+    def __init__(self, raw_len: int, limits: FrameLimits, raw: memoryview | None = None) -> None:
         self.remaining = raw_len
         self.limits = limits
         self.arrays: list[np.ndarray[Any, Any]] = []
+        self.raw = raw
 
     def pairs(self, pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
         out = dict(pairs)
@@ -598,16 +732,28 @@ class _Decoder:
             array = np.empty(shape, dtype=dtype)
         except (ValueError, OverflowError) as exc:  # numpy refuses the shape (size overflow)
             raise FrameError("array shape is not allocatable") from exc
+        if self.raw is not None and nbytes:
+            start = len(self.raw) - self.remaining
+            source = self.raw[start : start + nbytes]
+            if dtype.kind == "b" and np.frombuffer(source, np.uint8).max() > 1:
+                raise FrameError("bool array holds a byte other than 0 or 1")
+            memoryview(array).cast("B")[:] = source
         self.remaining -= nbytes
         self.arrays.append(array)
         return array
 
 
 def _decode_body(
-    body: bytes | bytearray | memoryview, raw_len: int, limits: FrameLimits
+    body: bytes | bytearray | memoryview,
+    raw_len: int,
+    limits: FrameLimits,
+    raw: memoryview | None = None,
 ) -> tuple[Any, list[np.ndarray[Any, Any]]]:
-    """Decode a message body; returns the payload and its (unfilled) arrays in raw order."""
-    decoder = _Decoder(raw_len, limits)
+    """Decode a message body; returns the payload and its arrays in raw order.
+
+    The arrays are filled from ``raw`` (all ``raw_len`` bytes) if it is given, else unfilled.
+    """
+    decoder = _Decoder(raw_len, limits, raw)
     size = len(body)
     try:
         payload = msgpack.unpackb(
@@ -753,7 +899,11 @@ class MessageAssembler:
         try:
             if pos < body_len:
                 k = min(end, body_len) - pos
-                if pos == 0 and k == body_len:  # the usual case: parse in place, no copy
+                if pos == 0 and end == self.header.total_len:  # the usual case: all in one frame
+                    self._payload = decode_whole_message(self.header, data, self.limits)
+                    self.received = end
+                    return
+                if pos == 0 and k == body_len:  # parse the body in place, no copy
                     parsed = _decode_body(data[:k], self.header.raw_len, self.limits)
                 else:
                     self._body += data[:k]
@@ -771,6 +921,20 @@ class MessageAssembler:
         if segments and sink is not None:
             sink.write(rest, segments)
         self.received = end
+
+
+def decode_whole_message(header: MsgHeader, data: memoryview, limits: FrameLimits) -> Any:
+    """The payload of a message whose MSG frame's ``data`` (from :func:`decode_frame`) holds all
+    of it, arrays filled (the receiver's one copy).
+
+    Raises:
+        FrameError: ``data`` is not the whole message, or is not a valid one.
+        FrameTooLarge: a size is over the limits.
+    """
+    if len(data) != header.total_len:
+        raise FrameError(f"{len(data)} bytes of a {header.total_len}-byte message")
+    body_len = header.body_len
+    return _decode_body(data[:body_len], header.raw_len, limits, data[body_len:])[0]
 
 
 def encode_message(
@@ -797,62 +961,9 @@ def encode_message(
     Raises:
         FrameError: bad names or an unencodable payload (see :func:`encode_payload`).
         FrameTooLarge: the message is over ``limits.max_message_bytes``.
+        ConfigError: ``frame_bytes`` is out of range (see :class:`MessageEncoder`).
     """
-    limits = limits or FrameLimits()
-    max_frame = limits.max_frame_bytes
-    if frame_bytes is not None:
-        max_frame = min(_check_int("frame_bytes", frame_bytes, MIN_FRAME_BYTES, 1 << 31), max_frame)
-    _check_seq("seq", seq)
-    if ack is not None:
-        _check_seq("ack", ack)
-    _check_name("session_id", session_id)
-    _check_name("tag", tag)
-    encoded = encode_payload(payload, limits)
-    segments = [memoryview(encoded.body), *(b for b in encoded.buffers if b.nbytes)]
-    raw_len = encoded.raw_len
-    total = len(encoded.body) + raw_len
-    head = [KIND_MSG, seq, session_id, tag, len(encoded.body), raw_len, total]
-    if ack is not None:
-        head.append(ack)
-    packed = msgpack.packb(head, use_bin_type=True)
-    if _PREFIX_LEN + len(packed) + total <= max_frame:  # the usual case: one frame
-        return [b"".join((_PREFIX, len(packed).to_bytes(4, "big"), packed, *segments))]
-    layout: list[tuple[bytes, int]] = []  # (prefix and header, data length) of each frame
-    offset = 0
-    while offset < total:  # one iteration per frame
-        # The header holds the data length n; size it with an upper bound of n (a msgpack
-        # int never gets shorter as it grows), then pack it with the real n.
-        n = min(total - offset, max_frame)
-        for _ in range(2):
-            if offset == 0:
-                header = [KIND_MSG, seq, session_id, tag, len(encoded.body), raw_len, n]
-                if ack is not None:
-                    header.append(ack)
-            else:
-                header = [KIND_CHUNK, seq, offset, n, total]
-            packed = msgpack.packb(header, use_bin_type=True)
-            n = min(n, max_frame - _PREFIX_LEN - len(packed))
-        layout.append((bytes((_PREFIX_BYTE,)) + len(packed).to_bytes(4, "big") + packed, n))
-        offset += n
-    if len(layout) == 1:
-        return [b"".join((layout[0][0], *segments))]
-    buffer = np.empty(sum(len(h) + n for h, n in layout), dtype=np.uint8)
-    frames: list[bytes | memoryview] = []
-    view = buffer.data.toreadonly()
-    pos, index, inner = 0, 0, 0
-    for head, n in layout:  # one iteration per frame and per segment boundary
-        start = pos
-        buffer[pos : pos + len(head)] = np.frombuffer(head, np.uint8)
-        pos += len(head)
-        while n:
-            segment = segments[index]
-            k = min(n, segment.nbytes - inner)
-            buffer[pos : pos + k] = np.frombuffer(segment, np.uint8, k, inner)
-            pos, n, inner = pos + k, n - k, inner + k
-            if inner == segment.nbytes:
-                index, inner = index + 1, 0
-        frames.append(view[start:pos])
-    return frames
+    return MessageEncoder(limits, frame_bytes=frame_bytes).message(seq, session_id, tag, payload, ack=ack)
 
 
 def decode_message(
@@ -896,8 +1007,4 @@ def decode_payload(
     limits = limits or FrameLimits()
     body_view, raw_view = _as_byte_view(body), _as_byte_view(raw)
     _check_message_size(body_view.nbytes + raw_view.nbytes, limits, body_view.nbytes)
-    payload, arrays = _decode_body(body_view, raw_view.nbytes, limits)
-    if raw_view.nbytes:
-        sink = _ArraySink(arrays)
-        sink.write(raw_view, sink.plan(0, raw_view))
-    return payload
+    return _decode_body(body_view, raw_view.nbytes, limits, raw_view)[0]

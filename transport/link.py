@@ -54,11 +54,12 @@ from transport.framing import (
     FrameLimits,
     HelloHeader,
     MessageAssembler,
+    MessageEncoder,
     MsgHeader,
     decode_frame,
+    decode_whole_message,
     encode_ack,
     encode_hello,
-    encode_message,
 )
 
 __all__ = ["EAGER_ACK_BYTES", "Delivered", "Link"]
@@ -128,7 +129,7 @@ class Link:
         self.limits = limits or FrameLimits()
         if frame_bytes is not None and (type(frame_bytes) is not int or frame_bytes < MIN_FRAME_BYTES):
             raise ConfigError(f"frame_bytes must be an int >= {MIN_FRAME_BYTES}, got {frame_bytes!r}")
-        self._frame_bytes = frame_bytes
+        self._encoder = MessageEncoder(self.limits, frame_bytes=frame_bytes)
         self._instance = os.urandom(_INSTANCE_BYTES)
         self._peer_instance: bytes | None = None
         self._established = False
@@ -162,10 +163,9 @@ class Link:
         """
         seq = self._next_send_seq
         ack = self._next_expected
-        frames = encode_message(
-            seq, session_id, tag, payload, self.limits, ack=ack, frame_bytes=self._frame_bytes
-        )
-        message = _Outgoing(tuple(frames), sum(len(f) for f in frames), ack)
+        frames = self._encoder.message(seq, session_id, tag, payload, ack=ack)
+        nbytes = len(frames[0]) if len(frames) == 1 else sum(len(f) for f in frames)
+        message = _Outgoing(tuple(frames), nbytes, ack)
         self._next_send_seq += 1
         self._unacked[seq] = message
         self._unacked_bytes += message.nbytes
@@ -193,7 +193,7 @@ class Link:
                     if message.ack == self._next_expected:
                         self._ack_remind = False
                         self._unacked_in_bytes = 0
-        if self.ack_owed and (flush_ack or self._unacked_in_bytes >= EAGER_ACK_BYTES):
+        if (flush_ack or self._unacked_in_bytes >= EAGER_ACK_BYTES) and self.ack_owed:
             out.append(encode_ack(self._next_expected))
             self._ack_sent = self._next_expected
             self._ack_remind = False
@@ -208,7 +208,7 @@ class Link:
     @property
     def ack_urgent(self) -> bool:
         """Whether the owed ACK covers :data:`EAGER_ACK_BYTES` or more (it is never delayed)."""
-        return self.ack_owed and self._unacked_in_bytes >= EAGER_ACK_BYTES
+        return self._unacked_in_bytes >= EAGER_ACK_BYTES and self.ack_owed
 
     def _check_ack(self, next_seq: int) -> None:
         if next_seq > self._next_send_seq:
@@ -247,12 +247,13 @@ class Link:
             self._free_below(header.next_seq)
             return []
         if isinstance(header, MsgHeader):
-            if header.ack is not None:
-                self._check_ack(header.ack)
+            ack = header.ack
+            if ack is not None:
+                self._check_ack(ack)
             if current is not None:
                 if header == current.header or header.seq < self._next_expected:
-                    if header.ack is not None:
-                        self._free_below(header.ack)
+                    if ack is not None:
+                        self._free_below(ack)
                     return []  # a repeated first frame, or a stale frame of a delivered message
                 raise FrameError(
                     f"message {header.seq} starts before message {current.header.seq} is complete"
@@ -260,10 +261,17 @@ class Link:
             discard = header.seq < self._next_expected or header.seq in self._ahead
             if not discard:
                 self._check_room(header)
+                if len(data) == header.total_len:  # the usual case: a whole message in one frame
+                    payload = decode_whole_message(header, data, self.limits)
+                    # Valid: commit.
+                    if ack is not None:
+                        self._free_below(ack)
+                    nbytes = frame.nbytes if type(frame) is memoryview else len(frame)
+                    return self._deliver(header, payload, nbytes)
             current = MessageAssembler(header, data, self.limits, discard=discard)
             # Valid: commit.
-            if header.ack is not None:
-                self._free_below(header.ack)
+            if ack is not None:
+                self._free_below(ack)
             self._assembler, self._assembler_nbytes = current, 0
         elif isinstance(header, ChunkHeader):
             if current is None or header.seq != current.header.seq:
@@ -292,22 +300,26 @@ class Link:
             raise FrameError("out-of-order buffer is full (max_message_bytes)")
 
     def _complete(self, assembler: MessageAssembler, nbytes: int) -> list[Delivered]:
-        header = assembler.header
         if assembler.discard:
             self._ack_remind = True  # the peer resent something we have: remind it
             return []
-        message = Delivered(header.session_id, header.tag, assembler.payload, nbytes)
+        return self._deliver(assembler.header, assembler.payload, nbytes)
+
+    def _deliver(self, header: MsgHeader, payload: Any, nbytes: int) -> list[Delivered]:
+        """Deliver a complete new message (and those buffered behind it), or buffer it."""
+        message = Delivered(header.session_id, header.tag, payload, nbytes)
         if header.seq != self._next_expected:
             self._ahead[header.seq] = (message, header.total_len)
             self._ahead_bytes += header.total_len
             return []
         out = [message]
         self._next_expected += 1
+        self._unacked_in_bytes += nbytes
         # One iteration per buffered message that becomes deliverable.
         while self._next_expected in self._ahead:
             out.append(self._pop_ahead(self._next_expected))
+            self._unacked_in_bytes += out[-1].nbytes
             self._next_expected += 1
-        self._unacked_in_bytes += sum(m.nbytes for m in out)
         return out
 
     def _pop_ahead(self, seq: int) -> Delivered:

@@ -64,6 +64,11 @@ class _SessionState:
     buffered: dict[_Key, tuple[Payload, int]] = field(default_factory=dict)
     buffered_bytes: int = 0
     waiters: dict[_Key, asyncio.Future[Payload]] = field(default_factory=dict)
+    # Each waiting receive's future -> (loop time by which it times out, its key), in the order
+    # the receives started, which is deadline order (one timeout per session): one timer serves
+    # them all.
+    deadlines: dict[asyncio.Future[Payload], tuple[float, _Key]] = field(default_factory=dict)
+    expiry: asyncio.TimerHandle | None = None  # fires at the first deadline
     received: set[_Key] = field(default_factory=set)
     consumed: set[_Key] = field(default_factory=set)
     sent: set[_Key] = field(default_factory=set)
@@ -121,7 +126,9 @@ class RouterChannel:
             PeerUnavailable: the mesh cannot reach the peer.
             MPCError: the error that failed the session, if it failed.
         """
-        st = self._usable()
+        st = self._state
+        if st.error is not None:
+            raise st.error
         name = self._peer_name(peer)
         if not isinstance(tag, str):
             raise ProtocolViolation("a tag must be a string")
@@ -136,9 +143,10 @@ class RouterChannel:
         except BaseException:
             st.sent.discard(key)
             raise
-        st.stats.bytes_sent += nbytes
-        st.stats.messages_sent += 1
-        st.stats.per_peer_bytes_sent[name] = st.stats.per_peer_bytes_sent.get(name, 0) + nbytes
+        stats = st.stats
+        stats.bytes_sent += nbytes
+        stats.messages_sent += 1
+        stats.per_peer_bytes_sent[name] = stats.per_peer_bytes_sent.get(name, 0) + nbytes
 
     async def recv(self, peer: int, tag: str) -> Payload:
         """Wait for the message from party ``peer`` under ``tag``.
@@ -150,7 +158,9 @@ class RouterChannel:
             ProtocolViolation: the channel is closed, ``peer`` is invalid, the tag was already
                 received or is already awaited, or the session was failed by a violation.
         """
-        st = self._usable()
+        st = self._state
+        if st.error is not None:
+            raise st.error
         name = self._peer_name(peer)
         if not isinstance(tag, str):
             raise ProtocolViolation("a tag must be a string")
@@ -159,23 +169,26 @@ class RouterChannel:
             raise ProtocolViolation(f"tag {tag!r} from {name} was already received")
         if key in st.waiters:
             raise ProtocolViolation(f"tag {tag!r} from {name} is already being awaited")
-        if key in st.buffered:
-            payload, nbytes = st.buffered.pop(key)
-            st.buffered_bytes -= nbytes
+        item = st.buffered.pop(key, None)
+        if item is not None:
+            st.buffered_bytes -= item[1]
             st.consumed.add(key)
-            return payload
+            return item[0]
         peer_error = self._router._failed_peers.get(name)
         if peer_error is not None:
             raise peer_error
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Payload] = loop.create_future()
         st.waiters[key] = fut
-        # A timer on the future itself: cheaper than asyncio.wait_for on the hot path.
-        timer = loop.call_later(st.timeout, _expire, fut, st, name, tag)
+        # The session's one expiry timer (cheaper than a timer per receive on the hot path).
+        deadline = loop.time() + st.timeout
+        st.deadlines[fut] = (deadline, key)
+        if st.expiry is None:
+            st.expiry = loop.call_at(deadline, _expire, st, deadline)
         try:
             payload = await fut
         finally:
-            timer.cancel()
+            del st.deadlines[fut]
             if st.waiters.get(key) is fut:
                 del st.waiters[key]
         st.consumed.add(key)
@@ -187,14 +200,10 @@ class RouterChannel:
             self._state, ProtocolViolation(f"session {self._state.session_id!r} is closed")
         )
 
-    def _usable(self) -> _SessionState:
-        st = self._state
-        if st.error is not None:
-            raise st.error
-        return st
-
     def _peer_name(self, peer: int) -> str:
         st = self._state
+        if type(peer) is int and 0 <= peer < len(st.parties) and peer != st.party_id:
+            return st.parties[peer]  # the usual case
         if not isinstance(peer, int) or isinstance(peer, bool):
             raise ProtocolViolation(f"peer must be a party id, got {type(peer).__name__}")
         if not 0 <= peer < len(st.parties) or peer == st.party_id:
@@ -445,6 +454,9 @@ class Router:
         st.buffered_bytes = 0
         waiters = list(st.waiters.values())
         st.waiters.clear()
+        if st.expiry is not None:
+            st.expiry.cancel()
+            st.expiry = None
         for fut in waiters:
             if not fut.done():
                 fut.set_exception(error)
@@ -464,16 +476,26 @@ class Router:
                 self._recently_closed.popitem(last=False)
 
 
-def _expire(fut: asyncio.Future[Payload], st: _SessionState, name: str, tag: str) -> None:
-    """A receive's timeout: nothing arrived from ``name`` under ``tag`` in time."""
-    if not fut.done():
-        fut.set_exception(
-            PeerUnavailable(
-                f"no message {tag!r} from {name} within {st.timeout:g} s "
-                f"(session {st.session_id!r})",
-                peer=name,
+def _expire(st: _SessionState, when: float) -> None:
+    """The session's expiry timer, due at ``when``: the receives waiting since ``when - timeout``
+    or earlier time out (nothing arrived from the peer under the tag in time); the timer is set
+    again for the next deadline."""
+    st.expiry = None
+    expired = []
+    for fut, (deadline, key) in st.deadlines.items():  # in deadline order
+        if deadline > when:
+            st.expiry = asyncio.get_running_loop().call_at(deadline, _expire, st, deadline)
+            break
+        expired.append((fut, key))
+    for fut, (name, tag) in expired:
+        if not fut.done():
+            fut.set_exception(
+                PeerUnavailable(
+                    f"no message {tag!r} from {name} within {st.timeout:g} s "
+                    f"(session {st.session_id!r})",
+                    peer=name,
+                )
             )
-        )
 
 
 async def _run_handler(handler: ControlHandler, peer: str, tag: str, payload: Payload) -> None:

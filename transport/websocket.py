@@ -34,9 +34,10 @@ too) until it is reachable again, while dialling goes on in the background with 
 exponential backoff. Keepalive pings detect dead connections that TCP does not report.
 
 Dependency: for speed the receive path swaps the connection's stream reader before the first
-byte (:class:`_FrameReader`) and overrides ``process_event``, and small writes call the
-protocol's ``send_binary`` / ``send_data`` directly (:meth:`WebsocketMesh._write_inline`): these
-are websockets 17 internals, so ``pyproject.toml`` pins ``websockets>=17.4,<18``; a new major
+byte (:class:`_FrameReader`) and overrides ``process_event``, and small writes serialize their
+websocket frame themselves into the protocol's ``writes`` and call ``send_data`` directly
+(:meth:`_MeshConnection.write_binary`, used by :meth:`WebsocketMesh._write_inline`): these are
+websockets 17 internals, so ``pyproject.toml`` pins ``websockets>=17.4,<18``; a new major
 version needs these two places re-checked (tests/transport/test_websocket_mesh.py covers both).
 """
 
@@ -48,6 +49,7 @@ import functools
 import logging
 import secrets
 import ssl
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Sequence
@@ -56,9 +58,9 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.frames import DATA_OPCODES, Frame, Opcode
+from websockets.frames import DATA_OPCODES, Frame, Opcode, apply_mask
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Side, State
 from websockets.streams import StreamReader
 
 from mpc.contracts import Channel, Payload
@@ -106,6 +108,29 @@ _MIN_VIEW_BYTES = 1024
 
 _STOP_ACK_GRACE = 1.0
 """Seconds :meth:`WebsocketMesh.stop` waits for owed acknowledgements to be written."""
+
+_HEAD16 = struct.Struct("!BBH")
+_HEAD64 = struct.Struct("!BBQ")
+
+
+def _binary_frame(data: bytes | memoryview, mask: bool) -> bytes:
+    """One final, unfragmented binary websocket frame carrying ``data`` (RFC 6455 section 5.2).
+
+    What ``websockets.frames.Frame.serialize`` writes for such a frame without extensions;
+    ``mask`` (a client's frames) masks it with a fresh random key, as RFC 6455 requires.
+    """
+    n = len(data)
+    bit = 0x80 if mask else 0
+    if n < 126:
+        head = bytes((0x82, bit | n))
+    elif n < 1 << 16:
+        head = _HEAD16.pack(0x82, bit | 126, n)
+    else:
+        head = _HEAD64.pack(0x82, bit | 127, n)
+    if mask:
+        key = secrets.token_bytes(4)
+        return b"".join((head, key, apply_mask(data, key)))
+    return b"".join((head, data))
 
 
 @dataclass
@@ -237,7 +262,9 @@ class _FrameReader(StreamReader):
                 p = self._end - self._start
                 raise EOFError(f"stream ends after {p} bytes, expected {n} bytes")
             yield
-        view = self._take(n)
+        start = self._start
+        self._start = start + n
+        view = self._view[start : start + n]
         return view.toreadonly() if n >= _MIN_VIEW_BYTES else bytes(view)
 
     def read_to_eof(
@@ -324,6 +351,21 @@ class _MeshConnection:
         super().connection_lost(exc)  # type: ignore[misc]
         if self._on_lost is not None:
             self._on_lost()
+
+    def write_binary(self, data: bytes | memoryview) -> None:
+        """Write ``data`` as one binary message now, never waiting (no drain).
+
+        ``protocol.send_binary`` then ``send_data``, without building a ``Frame`` when the
+        connection is open with no extension and no fragmented message in progress (the mesh
+        negotiates none and never fragments); otherwise ``send_binary`` itself (which raises
+        as it does).
+        """
+        protocol = self.protocol
+        if protocol.state is State.OPEN and not protocol.extensions and not protocol.expect_continuation_frame:
+            protocol.writes.append(_binary_frame(data, protocol.side is Side.CLIENT))
+        else:
+            protocol.send_binary(data)
+        self.send_data()  # type: ignore[attr-defined]
 
 
 class _MeshClientConnection(_MeshConnection, ClientConnection, asyncio.BufferedProtocol):
@@ -651,7 +693,8 @@ class WebsocketMesh:
                     f"({p.link.unacked_bytes} bytes unacknowledged)",
                     peer=peer,
                 ) from None
-        self._check_reachable(p)
+        if self._closing or p.unavailable is not None:
+            self._check_reachable(p)
         nbytes = p.link.send(session_id, tag, payload)
         if not self._write_inline(p, nbytes):
             p.wake.set()
@@ -686,10 +729,9 @@ class WebsocketMesh:
         frames = link.data_to_send(flush_ack=self._ack_delay == 0)
         try:
             for frame in frames:
-                ws.protocol.send_binary(frame)
+                ws.write_binary(frame)  # hands the bytes to TLS; never waits
                 p.bytes_sent += len(frame)
                 p.frames_sent += 1
-            ws.send_data()  # hands the bytes to TLS; never waits
         except Exception as exc:  # what ws.send would do: fail the connection (resent later)
             self._log.error(
                 "%s: writing to %s failed: %r", self.local_name, p.name, exc, exc_info=exc

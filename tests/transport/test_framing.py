@@ -359,36 +359,42 @@ def bad_body(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
-@pytest.mark.parametrize(
-    ("body", "raw"),
-    [
-        (b"", b""),
-        (b"\xc1", b""),
-        (b"\xc0\xc0", b""),  # trailing garbage after the body
-        (b"\x92\x01", b""),  # truncated
-        (bad_body(msgpack.ExtType(2, b"\x00")), b""),  # wrong ext type
-        (bad_body(msgpack.Timestamp(1, 0)), b""),
-        (bad_body(array_ext(0, (1,), 1)), b"\x00"),  # dtype code not in the allow-list
-        (bad_body(array_ext(12, (1,), 1)), b"\x00"),
-        (bad_body(array_ext(9, (2,), 15)), bytes(15)),  # shape * itemsize != nbytes
-        (bad_body(array_ext(9, (2,), 16)), bytes(8)),  # fewer raw bytes than declared
-        (bad_body(array_ext(9, (1,), 8)), bytes(9)),  # more raw bytes than declared
-        (bad_body(array_ext(9, (1,), 8, ndim=2)), bytes(8)),  # ext length disagrees with ndim
-        (bad_body(msgpack.ExtType(1, b"\x09")), b""),
-        (bad_body(array_ext(9, (1,) * 33, 8)), bytes(8)),  # ndim over max_ndim
-        (bad_body(array_ext(9, (0, 1 << 29, 1 << 29, 1 << 29), 0)), b""),  # numpy refuses the shape
-        (bad_body(array_ext(1, (3,), 3)), b"\x01\x02\x00"),  # bool byte other than 0/1
-        (bad_body({1: 2}), b""),
-        (bad_body({b"k": 2}), b""),
-        (bad_body({(1, 2): 2}), b""),
-        (b"\x82\xa1k\x01\xa1k\x02", b""),  # duplicate key
-        (b"\xa2\xff\xfe", b""),  # invalid utf-8
-        (b"\x91" * 33 + b"\xc0", b""),  # nesting over max_depth
-        (b"\x91" * 5000 + b"\xc0", b""),  # nesting over msgpack's own stack
-        (b"\xdd\xff\xff\xff\xff", b""),  # array of 2**32-1 elements declared, none present
-    ],
-    ids=lambda v: bytes(v)[:16].hex(),
-)
+MALFORMED_BODIES: list[tuple[bytes, bytes]] = [
+    (b"", b""),
+    (b"\xc1", b""),
+    (b"\xc0\xc0", b""),  # trailing garbage after the body
+    (b"\x92\x01", b""),  # truncated
+    (bad_body(msgpack.ExtType(2, b"\x00")), b""),  # wrong ext type
+    (bad_body(msgpack.Timestamp(1, 0)), b""),
+    (bad_body(array_ext(0, (1,), 1)), b"\x00"),  # dtype code not in the allow-list
+    (bad_body(array_ext(12, (1,), 1)), b"\x00"),
+    (bad_body(array_ext(9, (2,), 15)), bytes(15)),  # shape * itemsize != nbytes
+    (bad_body(array_ext(9, (2,), 16)), bytes(8)),  # fewer raw bytes than declared
+    (bad_body(array_ext(9, (1,), 8)), bytes(9)),  # more raw bytes than declared
+    (bad_body(array_ext(9, (1,), 8, ndim=2)), bytes(8)),  # ext length disagrees with ndim
+    (bad_body(msgpack.ExtType(1, b"\x09")), b""),
+    (bad_body(array_ext(9, (1,) * 33, 8)), bytes(8)),  # ndim over max_ndim
+    (bad_body(array_ext(9, (0, 1 << 29, 1 << 29, 1 << 29), 0)), b""),  # numpy refuses the shape
+    (bad_body(array_ext(1, (3,), 3)), b"\x01\x02\x00"),  # bool byte other than 0/1
+    (bad_body({1: 2}), b""),
+    (bad_body({b"k": 2}), b""),
+    (bad_body({(1, 2): 2}), b""),
+    (b"\x82\xa1k\x01\xa1k\x02", b""),  # duplicate key
+    (b"\xa2\xff\xfe", b""),  # invalid utf-8
+    (b"\x91" * 33 + b"\xc0", b""),  # nesting over max_depth
+    (b"\x91" * 5000 + b"\xc0", b""),  # nesting over msgpack's own stack
+    (b"\xdd\xff\xff\xff\xff", b""),  # array of 2**32-1 elements declared, none present
+    # The payload shape of the receive fast path (a flat dict of arrays), malformed:
+    (bad_body({"v": array_ext(1, (3,), 3)}), b"\x01\x02\x00"),  # bool byte other than 0/1
+    (bad_body({"v": array_ext(9, (2,), 16), "w": array_ext(9, (1,), 8)}), bytes(16)),  # short
+    (bad_body({"v": array_ext(9, (1,), 8)}), bytes(16)),  # raw bytes left over
+    (bad_body({"v": msgpack.Timestamp(1, 0)}), b""),
+    (b"\x82\xa1v\x01\xa1v\x02", b""),  # duplicate key
+    (bad_body({"v": {1: 2}}), b""),
+]
+
+
+@pytest.mark.parametrize(("body", "raw"), MALFORMED_BODIES, ids=lambda v: bytes(v)[:16].hex())
 def test_malformed_bodies_raise_frame_error(body: bytes, raw: bytes) -> None:
     with pytest.raises(FrameError):
         decode_payload(body, raw)
