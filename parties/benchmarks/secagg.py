@@ -35,7 +35,15 @@ import numpy as np
 
 from mpc.prg import PRG
 from parties.benchmarks.common import emit, peer_python
-from protocols.secagg.client import check_input, client_mask, client_setup, client_share_keys, client_unmask
+from protocols.secagg.client import (
+    check_input,
+    client_check_digests,
+    client_mask,
+    client_setup,
+    client_share_keys,
+    client_survivors,
+    client_unmask,
+)
 from protocols.secagg.fedavg import encode_fixed
 from protocols.secagg.params import SecAggParams
 from protocols.secagg.server import server_collect_keys, server_collect_masked, server_relay_shares, server_unmask
@@ -85,9 +93,12 @@ def measure_ours(n_clients: int, dim: int, dropped: int) -> dict[str, float]:
     masked, out = server_collect_masked(shares, msgs)
     agg_collect = time.perf_counter() - t
     msgs = {}
+    views, digests = {}, {}
     for c, survivors in out.items():
-        msgs[c] = client_unmask(states[c], survivors)
-        sent[c] += _wire_bytes(msgs[c])
+        views[c], digests[c] = client_survivors(states[c], survivors)
+    for c, view in views.items():  # the consistency round: each client's digest to its peers
+        msgs[c] = client_unmask(client_check_digests(view, {w: digests[w] for w in view.peers}))
+        sent[c] += _wire_bytes(msgs[c]) + 32 * len(view.peers)
     t = time.perf_counter()
     result = server_unmask(masked, msgs)
     signed = result.total.astype(np.int64)

@@ -19,13 +19,21 @@ Stages (Bonawitz et al. 2017, section 4; SecAgg+ restricts every set to the neig
 2. :func:`client_mask` -> :class:`ClientMasked`: given the ciphertexts of the partners that
    shared keys, decrypt and keep their shares, and send the masked input
    ``y = x + PRG(b) + sum_v +-PRG(k_uv)`` over those partners.
-3. :func:`client_unmask`: given which partners' masked inputs arrived, reveal for each partner
-   the share of its self-mask seed (it survived) or of its mask key (it dropped), never both.
+3. :func:`client_survivors` -> :class:`ClientSurvivors`: given the survivor set ``U3`` (the
+   same list for everyone), check it against our partners and return the digest of ``U3`` we
+   send directly to every client of ``U3`` within two hops of us in the graph.
+   :func:`client_check_digests` -> :class:`ClientAgreed`: given the digests those clients sent
+   us, abort on any that differs, and unless, for every partner, at least ``plan.quorum`` of
+   its holders (us included) vouch for our ``U3`` (the consistency check; see
+   :mod:`protocols.secagg` for why this stops a server equivocating about who survived).
+   :func:`client_unmask`: reveal, per partner, the share of its self-mask seed (it survived)
+   or of its mask key (it dropped), never both; only an agreed view can be unmasked.
 4. :func:`client_result`: the released sum, if the run releases it to the clients.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -44,15 +52,21 @@ __all__ = [
     "ClientSetup",
     "ClientSharedKeys",
     "ClientMasked",
+    "ClientSurvivors",
+    "ClientAgreed",
     "check_input",
     "client_setup",
     "client_share_keys",
     "roster_members",
     "check_direct_keys",
     "client_mask",
+    "client_survivors",
+    "client_check_digests",
     "client_unmask",
     "client_result",
     "share_associated_data",
+    "survivors_digest",
+    "two_hop",
 ]
 
 
@@ -95,6 +109,7 @@ class ClientSetup:
         neighbors: this client's neighbours in the (public) graph.
         enc_sk: X25519 private key for share encryption.
         mask_sk: X25519 private key for pairwise masks (Shamir-shared in stage 1).
+        graph: the whole public graph (the consistency check counts the partners' holders).
     """
 
     plan: SecAggPlan
@@ -103,6 +118,7 @@ class ClientSetup:
     neighbors: frozenset[int]
     enc_sk: bytes
     mask_sk: bytes
+    graph: Mapping[int, frozenset[int]]
 
 
 @dataclass(frozen=True)
@@ -159,7 +175,7 @@ def client_setup(
         raise ConfigError(f"party {party_id} is not a client of this run")
     enc_sk, enc_pk = crypto.keypair(prg)
     mask_sk, mask_pk = crypto.keypair(prg)
-    state = ClientSetup(plan, party_id, context, graph[party_id], enc_sk, mask_sk)
+    state = ClientSetup(plan, party_id, context, graph[party_id], enc_sk, mask_sk, graph)
     return state, {"c": enc_pk, "s": mask_pk}
 
 
@@ -327,33 +343,146 @@ def client_mask(state: ClientSharedKeys, forwarded: Any, x: np.ndarray) -> tuple
     return new, y
 
 
-def client_unmask(state: ClientMasked, survivors: Any) -> dict[str, Any]:
-    """Stage 3: reveal, per partner, the share of its seed ``b`` (alive) or mask key (dropped).
+def survivors_digest(context: bytes, u3: np.ndarray) -> bytes:
+    """SHA-256 of the run and the sorted survivor ids: what clients compare in the consistency
+    round (equal digests mean equal ``U3``, barring a SHA-256 collision)."""
+    ids = np.ascontiguousarray(u3, dtype="<i8").tobytes()
+    return hashlib.sha256(b"secagg-survivors\x00" + context + b"\x00" + ids).digest()
+
+
+def two_hop(graph: Mapping[int, frozenset[int]], party: int) -> frozenset[int]:
+    """Clients sharing a neighbour with ``party`` (``party`` excluded): those that may need its
+    digest, and whose digests it may need, in the consistency round. Symmetric."""
+    out: set[int] = set()
+    for v in graph[party]:  # a loop over neighbours (k of them)
+        out |= graph[v]
+    out.discard(party)
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class ClientSurvivors:
+    """After the survivors message: this client's view of ``U3``, not yet agreed.
+
+    Attributes:
+        masked: stage 2 state.
+        u3: the survivor set the aggregator sent us (ascending).
+        alive: per partner (in ``masked.partners`` order), whether it is in ``u3``.
+        digest: :func:`survivors_digest` of ``u3``.
+        peers: the clients of ``u3`` we exchange digests with (two hops from us, ascending).
+    """
+
+    masked: ClientMasked
+    u3: tuple[int, ...]
+    alive: np.ndarray
+    digest: bytes
+    peers: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ClientAgreed:
+    """After the consistency round: a survivor view enough holders vouched for.
+
+    Only :func:`client_check_digests` makes one, and only a :class:`ClientAgreed` can be
+    unmasked, so no share is revealed on an unchecked view.
+
+    Attributes:
+        view: the checked view.
+        vouchers: the clients whose digests equalled ours (ascending).
+    """
+
+    view: ClientSurvivors
+    vouchers: tuple[int, ...]
+
+
+def client_survivors(state: ClientMasked, survivors: Any) -> tuple[ClientSurvivors, bytes]:
+    """Stage 3a: read the survivor set ``U3``; return our view and the digest to send.
+
+    Our partners' statuses are derived from ``U3``, so the list we compare with the other
+    clients is exactly what decides which share we reveal for each partner.
 
     Raises:
-        ProtocolViolation: the list of survivors is malformed or names a non-partner.
-        AbortError: fewer survivors than the plan allows (or the run was stopped).
+        ProtocolViolation: ``U3`` is malformed, names a non-client, leaves us out, or names a
+            neighbour whose shares we never received (it cannot have masked with us).
+        AbortError: fewer survivors than the plan allows, or the run was stopped.
     """
-    messages.check_stop(survivors, "unmask")
-    plan, server = state.plan, state.plan.server
-    alive = messages.ids_array(messages.field(survivors, "alive", server), server, "survivors")
-    n_alive = messages.field(survivors, "n_alive", server)
-    if isinstance(n_alive, bool) or not isinstance(n_alive, int):
-        raise ProtocolViolation("the survivor count is not an integer")
-    if n_alive < plan.min_survivors or n_alive < plan.threshold:
-        raise AbortError(f"only {n_alive} survivors, {plan.min_survivors} required")
-    index = {u: row for row, u in enumerate(state.partners)}
-    if any(int(u) not in index for u in alive):
-        raise ProtocolViolation("the survivors name a client that is not our partner")
-    alive_rows = np.array([index[int(u)] for u in alive], dtype=np.int64)
-    dropped_mask = np.ones(len(state.partners), dtype=bool)
-    dropped_mask[alive_rows] = False
-    partners = np.array(state.partners, dtype=np.int64)
+    messages.check_stop(survivors, "survivors")
+    setup = state.shared.setup
+    plan, server, me = setup.plan, setup.plan.server, setup.party_id
+    u3 = messages.ids_array(messages.field(survivors, "u3", server), server, "survivors")
+    members = set(int(u) for u in u3)
+    if not members <= set(plan.clients):
+        raise ProtocolViolation("the survivors name a party that is not a client")
+    if me not in members:
+        raise ProtocolViolation("the survivors sent to us leave us out")
+    if len(members) < plan.min_survivors or len(members) < plan.threshold:
+        raise AbortError(f"only {len(members)} survivors, {plan.min_survivors} required")
+    strangers = sorted((members & setup.neighbors) - set(state.partners))
+    if strangers:
+        raise ProtocolViolation(
+            f"the survivors name neighbours {strangers[:8]} whose shares we never received"
+        )
+    alive = np.array([u in members for u in state.partners], dtype=bool)
+    peers = tuple(sorted(two_hop(setup.graph, me) & members))
+    digest = survivors_digest(setup.context, u3)
+    return ClientSurvivors(state, tuple(sorted(members)), alive, digest, peers), digest
+
+
+def client_check_digests(state: ClientSurvivors, digests: Mapping[int, Any]) -> ClientAgreed:
+    """Stage 3b: check the digests our peers sent us directly; agree on ``U3`` or abort.
+
+    Args:
+        state: our view.
+        digests: peer -> the payload it sent us in the consistency round (only those that
+            arrived before the deadline; missing ones are tolerated).
+
+    Raises:
+        ProtocolViolation: a digest is not 32 bytes, or comes from a client outside our peers.
+        AbortError: a peer's digest differs from ours (the aggregator told us different
+            survivor lists, or the peer equivocates), or some partner has fewer than
+            ``plan.quorum`` holders vouching for our view (counting us).
+    """
+    setup = state.masked.shared.setup
+    plan, me = setup.plan, setup.party_id
+    peers = set(state.peers)
+    if not set(digests) <= peers:
+        raise ProtocolViolation("digests from clients outside our consistency peers")
+    differ = []
+    vouchers = {me}
+    for w in sorted(digests):  # a loop over peers (one 32-byte message each)
+        if messages.bytes_field(digests[w], 32, w, "a survivor digest") == state.digest:
+            vouchers.add(w)
+        else:
+            differ.append(w)
+    if differ:
+        raise AbortError(
+            f"parties {differ[:8]} hold another survivor list than the aggregator sent us"
+        )
+    short = []
+    for v in state.masked.partners:  # a loop over partners: count the holders vouching
+        if len(setup.graph[v] & vouchers) < plan.quorum:
+            short.append(v)
+    if short:
+        raise AbortError(
+            f"fewer than {plan.quorum} holders of parties {short[:8]} confirmed our survivor "
+            "list: refusing to reveal their shares"
+        )
+    return ClientAgreed(state, tuple(sorted(vouchers - {me})))
+
+
+def client_unmask(state: ClientAgreed) -> dict[str, Any]:
+    """Stage 3c: reveal, per partner, the share of its seed ``b`` (alive) or mask key (dropped).
+
+    The statuses come from the agreed ``U3``; each partner gets exactly one of its two shares.
+    """
+    view = state.view
+    masked = view.masked
+    partners = np.array(masked.partners, dtype=np.int64)
     return {
-        "b_from": alive,
-        "b": state.b_shares[alive_rows],
-        "sk_from": partners[dropped_mask],
-        "sk": state.sk_shares[dropped_mask],
+        "b_from": partners[view.alive],
+        "b": masked.b_shares[view.alive],
+        "sk_from": partners[~view.alive],
+        "sk": masked.sk_shares[~view.alive],
     }
 
 

@@ -11,14 +11,19 @@ roster         server -> client  ``{"ids": int64 (h,), "c": uint8 (h, 32), "s": 
 shares         client -> server  ``{"to": int64 (h,), "ct": uint8 (h, 96), "commit": 32 B}``
 forward        server -> client  ``{"from": int64 (h',), "ct": uint8 (h', 96)}``
 masked         client -> server  ``y``: the container dtype, shape ``(dim,)``
-survivors      server -> client  ``{"alive": int64 (a,), "n_alive": int}``
+survivors      server -> client  ``{"u3": int64 (|U3|,)}``: the whole survivor set, the same for
+                                 every client of ``U3``
+consistency    client -> client  SHA-256 of the run and ``U3`` (32 B), to each client of ``U3``
+                                 sharing a graph neighbour with the sender
 unmask         client -> server  ``{"b_from": int64, "b": uint32 (a, 6), "sk_from": int64,
-                                 "sk": uint32 (h' - a, 11)}``
+                                 "sk": uint32 (h' - a, 11)}``, or a stop notice
 result         server -> client  ``{"sum": container dtype (dim,), "survivors": int64}``
 =============  ================  ===========================================================
 
 Any server -> client message may instead be ``{"stop": code}``: the client was dropped from the
-run (``"excluded"``) or the aggregator aborted (the error's code).
+run (``"excluded"``) or the aggregator aborted (the error's code). A client that aborts (keys or
+survivor lists inconsistent) sends the aggregator ``{"stop": code}`` in place of its next
+message (``shares`` or ``unmask``).
 """
 
 from __future__ import annotations

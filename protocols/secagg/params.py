@@ -17,15 +17,23 @@ session's size and returns the resolved :class:`SecAggPlan` every stage works fr
   and shares to every other; cost O(n) per client, O(n^2) at the server); an even ``k`` is the
   SecAgg+ Harary graph (each client linked to ``k/2`` clients on each side of a random ring
   order), cost O(k) per client and O(n k) at the server. Bell et al. take ``k = O(log n)``.
-- ``max_dropouts``: how many clients may fail in total; the run aborts if fewer than
+- ``max_dropouts`` ``D``: how many clients may fail in total; the run aborts if fewer than
   ``min_survivors`` masked inputs arrive (a DP caller sets ``min_survivors = n - max_dropouts`` so
-  the released sum always carries the noise of that many clients).
+  the released sum always carries the noise of that many clients). It also sets the quorum of
+  the consistency round, ``q = max(t, k - D)`` (:attr:`SecAggPlan.quorum`): before revealing
+  anything a client needs, for each partner, ``q`` of that partner's ``k`` holders (itself
+  included) to vouch for its survivor list. Two honest holders of a client can then act on
+  different survivor lists only if at least ``2 q - k`` of that client's holders are corrupt;
+  a smaller ``D`` buys a larger margin (``D = 0``: ``q = k``, no such split at all) at the cost
+  of aborting when more than ``D`` holders fail. With ``q = t`` the check guarantees no more than the
+  majority threshold's own bound, ``2 t - k`` (see :mod:`protocols.secagg`).
 - ``bits``: the sum lives in Z_2^bits; inputs must be in [0, 2^bits); masked vectors travel in
   the smallest unsigned dtype of at least ``bits`` bits (4 bytes per element for ``bits <= 32``).
-- ``stage_timeout``: seconds the aggregator waits for the clients' messages of one stage; a
-  client silent past it is dropped for the rest of the run. Clients wait for the aggregator with
-  the channel's receive timeout, which must therefore exceed ``stage_timeout`` plus the
-  aggregator's compute time of a stage.
+- ``stage_timeout``: seconds the aggregator waits for the clients' messages of one stage (twice
+  that for the unmask answers, which follow the clients' consistency round), and a client for
+  its peers' digests; a client silent past it is dropped for the rest of the run. Clients wait
+  for the aggregator with the channel's receive timeout, which must therefore exceed
+  ``2 * stage_timeout`` plus the aggregator's compute time of a stage.
 
 The graph is derived from public data (session id and protocol path), so every party computes
 the same graph and the aggregator cannot choose it.
@@ -162,6 +170,12 @@ class SecAggPlan:
     threshold: int
     min_survivors: int
     dtype: np.dtype
+
+    @property
+    def quorum(self) -> int:
+        """Holders of each partner that must vouch for a client's survivor list before it
+        reveals any share: ``max(t, k - max_dropouts)`` (see the module docstring)."""
+        return max(self.threshold, self.degree - self.params.max_dropouts)
 
     @property
     def server(self) -> int:

@@ -12,6 +12,12 @@ the roster waits at most ``stage_timeout`` for the direct keys of the neighbours
 :func:`~protocols.secagg.client.check_direct_keys` finds them missing or different, the client
 sends the aggregator a stop notice carrying only the error's code and raises; the aggregator
 then aborts the run.
+
+The consistency round runs between the clients alone: on the survivor list, each client sends
+its digest of ``U3`` directly to its peers of :func:`~protocols.secagg.client.client_survivors`,
+waits at most ``stage_timeout`` for theirs (missing ones are tolerated), and either unmasks or
+sends the aggregator a stop notice in place of its shares and raises. The aggregator therefore
+waits up to ``2 * stage_timeout`` for the unmask answers.
 """
 
 from __future__ import annotations
@@ -24,14 +30,17 @@ from mpc.prg import PRG
 from mpc.session import Round, Session
 from protocols.secagg import messages
 from protocols.secagg.client import (
+    ClientAgreed,
     ClientMasked,
     ClientSetup,
     ClientSharedKeys,
     check_input,
+    client_check_digests,
     client_mask,
     client_result,
     client_setup,
     client_share_keys,
+    client_survivors,
     client_unmask,
     roster_members,
 )
@@ -54,6 +63,7 @@ __all__ = [
     "run_client_setup",
     "run_client_share_keys",
     "run_client_mask",
+    "run_client_consistency",
     "run_client_unmask",
     "run_client_result",
     "run_server",
@@ -62,7 +72,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-ROUNDS = ("advertise", "roster", "shares", "forward", "masked", "survivors", "unmask", "result")
+ROUNDS = (
+    "advertise", "roster", "shares", "forward", "masked", "survivors", "consistency", "unmask",
+    "result",
+)
 
 
 class SecAggRun:
@@ -161,7 +174,8 @@ async def _server_stage(
 
 
 async def run_server(run: SecAggRun) -> SecAggResult:
-    """The aggregator's whole run: four collect-and-answer stages, then the optional release."""
+    """The aggregator's whole run: three collect-and-answer stages, the unmask answers (after
+    the clients' consistency round, hence the doubled deadline), then the optional release."""
     plan = run.plan
     live = list(plan.clients)
     keys, live = await _server_stage(
@@ -174,7 +188,7 @@ async def run_server(run: SecAggRun) -> SecAggResult:
     masked, live = await _server_stage(
         run, "masked", "survivors", live, lambda got: server_collect_masked(shares, got)
     )
-    got = await collect(run.rounds["unmask"], live, plan.params.stage_timeout)
+    got = await collect(run.rounds["unmask"], live, 2 * plan.params.stage_timeout)
     try:
         result = server_unmask(masked, got)
     except MPCError as exc:
@@ -229,9 +243,24 @@ async def run_client_mask(run: SecAggRun, state: ClientSharedKeys, x: Any) -> Cl
     return new
 
 
-async def run_client_unmask(run: SecAggRun, state: ClientMasked) -> None:
-    """Client stage 3: receive the survivors, reveal the requested shares."""
-    await _to_server(run, "unmask", client_unmask(state, await _from_server(run, "survivors")))
+async def run_client_consistency(run: SecAggRun, state: ClientMasked) -> ClientAgreed:
+    """Client stage 3a-b: receive ``U3``, send its digest to each peer directly, check theirs.
+    On an inconsistency the aggregator gets a stop notice carrying only the error's code (in
+    place of the unmask message), and the client raises."""
+    view, digest = client_survivors(state, await _from_server(run, "survivors"))
+    rnd = run.rounds["consistency"]
+    await send_each(rnd, {w: digest for w in view.peers})  # unreachable peers just dropped
+    got = await collect(rnd, list(view.peers), run.plan.params.stage_timeout)
+    try:
+        return client_check_digests(view, got)
+    except (AbortError, ProtocolViolation) as exc:
+        await send_each(run.rounds["unmask"], {run.plan.server: messages.stop(exc.code)})
+        raise
+
+
+async def run_client_unmask(run: SecAggRun, state: ClientAgreed) -> None:
+    """Client stage 3c: reveal the shares the agreed survivor list asks for."""
+    await _to_server(run, "unmask", client_unmask(state))
 
 
 async def run_client_result(run: SecAggRun, state: ClientMasked) -> SecAggResult:
@@ -244,7 +273,7 @@ async def _run_client(run: SecAggRun, x: Any) -> SecAggResult | None:
     state0 = await run_client_setup(run)
     state1 = await run_client_share_keys(run, state0)
     state2 = await run_client_mask(run, state1, x)
-    await run_client_unmask(run, state2)
+    await run_client_unmask(run, await run_client_consistency(run, state2))
     if run.plan.params.release:
         return await run_client_result(run, state2)
     return None
@@ -275,8 +304,10 @@ async def secure_aggregate(
         AbortError: too many dropouts, fewer than ``t`` shares of a secret, inconsistent
             shares, a client reporting an abort, or (at a client) relayed public keys that
             differ from those the neighbours sent directly, a listed neighbour whose direct
-            keys are missing, or the aggregator stopped the run or dropped this client.
-        ProtocolViolation: a malformed or tampered message.
+            keys are missing, a peer holding another survivor list, fewer than
+            ``plan.quorum`` holders of a partner vouching for ours, or the aggregator stopped
+            the run or dropped this client.
+        ProtocolViolation: a malformed or tampered message (from the aggregator or a peer).
         PeerUnavailable: at a client, the aggregator went silent.
     """
     return await run_party(open_run(session, params), x)

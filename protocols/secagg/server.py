@@ -216,8 +216,7 @@ def server_relay_shares(
 def server_collect_masked(
     state: ServerShares, received: Mapping[int, Any]
 ) -> tuple[ServerMasked, dict[int, Any]]:
-    """Stage 2 -> 3: check and add the masked inputs, fix ``U3``, tell each member which of
-    its partners survived.
+    """Stage 2 -> 3: check and add the masked inputs, fix ``U3``, send every member ``U3``.
 
     Raises:
         ProtocolViolation: a malformed vector.
@@ -236,9 +235,10 @@ def server_collect_masked(
     for u in sorted(u3):  # a loop over clients, vectorized over the vector
         total += vectors[u]
     alive = {v: tuple(u for u in state.partners[v] if u in u3) for v in sorted(u3)}
-    out = {
-        v: {"alive": np.array(a, dtype=np.int64), "n_alive": len(u3)} for v, a in alive.items()
-    }
+    # Everyone gets the whole U3 (not only its partners' statuses): the clients compare it in
+    # the consistency round, so one list must serve all.
+    listing = {"u3": np.array(sorted(u3), dtype=np.int64)}
+    out = {v: listing for v in alive}
     return ServerMasked(state, total, alive), out
 
 
@@ -247,8 +247,9 @@ def server_unmask(state: ServerMasked, received: Mapping[int, Any]) -> SecAggRes
 
     Raises:
         ProtocolViolation: a malformed message, or shares for other clients than requested.
-        AbortError: fewer than ``t`` shares of some secret, inconsistent shares, or a rebuilt
-            secret that does not match its commitment or public key.
+        AbortError: a client reported an abort (survivor lists inconsistent), fewer than ``t``
+            shares of some secret, inconsistent shares, or a rebuilt secret that does not
+            match its commitment or public key.
     """
     shares, keys = state.shares, state.shares.keys
     plan, context = keys.plan, keys.context
@@ -258,6 +259,11 @@ def server_unmask(state: ServerMasked, received: Mapping[int, Any]) -> SecAggRes
     sk_points: dict[int, list[int]] = {w: [] for w in dropped}
     sk_rows: dict[int, list[np.ndarray]] = {w: [] for w in dropped}
     responders = sorted(v for v in received if v in state.alive)
+    for v in responders:
+        msg = received[v]
+        if isinstance(msg, dict) and "stop" in msg:
+            # The client found the survivor lists inconsistent: an honest aggregator stops.
+            raise AbortError(f"party {v} aborted at stage consistency ({str(msg['stop'])[:40]})")
     for v in responders:  # a loop over (holder, owner) pairs
         msg = received[v]
         alive = state.alive[v]

@@ -14,13 +14,19 @@ from parties.testing import run_parties
 from protocols.secagg import SecAggParams, collect, open_run, run_party, secure_aggregate, send_each
 from protocols.secagg import messages
 from protocols.secagg.protocol import (
+    run_client_consistency,
     run_client_mask,
     run_client_result,
     run_client_setup,
     run_client_share_keys,
     run_client_unmask,
 )
-from protocols.secagg.server import server_collect_keys, server_relay_shares
+from protocols.secagg.client import survivors_digest
+from protocols.secagg.server import (
+    server_collect_keys,
+    server_collect_masked,
+    server_relay_shares,
+)
 from transport.memory import MemoryNetwork
 
 STAGES = ("advertise", "shares", "masked", "unmask")
@@ -53,8 +59,10 @@ def seeds_for(prg: PRG, parties: list[str]) -> dict[str, bytes]:
 
 def dropping(params: SecAggParams, drops: dict[int, str], net: MemoryNetwork | None) -> Any:
     """A program whose clients in ``drops`` stop instead of sending the named stage's message,
-    once the aggregator's previous message proved their last message arrived: killed (``net``
-    given: receives from them fail at once) or silent (the aggregator times out)."""
+    once the previous round proved their last message arrived: killed (``net`` given:
+    receives from them fail at once) or silent (the aggregator times out). ``"consistency"``:
+    stop on the survivor list, before sending digests; ``"unmask"``: after the consistency
+    round, before revealing shares."""
 
     async def program(session: Session, x: Any) -> Any:
         run = open_run(session, params)
@@ -79,9 +87,12 @@ def dropping(params: SecAggParams, drops: dict[int, str], net: MemoryNetwork | N
         if stop_at == "masked":
             return await drop("forward")
         s2 = await run_client_mask(run, s1, x)
-        if stop_at == "unmask":
+        if stop_at == "consistency":
             return await drop("survivors")
-        await run_client_unmask(run, s2)
+        agreed = await run_client_consistency(run, s2)
+        if stop_at == "unmask":
+            return await drop(None)
+        await run_client_unmask(run, agreed)
         return await run_client_result(run, s2) if params.release else None
 
     return program
@@ -103,7 +114,7 @@ async def test_sum_matches_numpy(prg: PRG, n_clients: int, bits: int) -> None:
     assert out["agg"].live["unmask"] == everyone
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", STAGES + ("consistency",))
 async def test_a_client_killed_at_each_stage(prg: PRG, stage: str) -> None:
     inputs = ring_inputs(prg, 5, 16)
     params = SecAggParams(dim=16, max_dropouts=1, release=True)
@@ -279,15 +290,16 @@ async def test_bytes_per_client_match_the_docstring(prg: PRG) -> None:
 
     async with MemoryNetwork(list(inputs), recv_timeout=5.0) as net:
         await net.run(program, inputs, seeds=seeds_for(prg, list(inputs)))
-    h = a = n - 1
-    payload = 96 + 104 * h + 4 * dim + 32 * a + 52 * (h - a) + 64 * h
+    h = a = e = n - 1  # complete graph: every other client is a neighbour and a digest peer
+    payload = 96 + 104 * h + 4 * dim + 32 * a + 52 * (h - a) + 64 * h + 32 * e
     for p in list(inputs)[1:]:
         st = stats[p]
-        assert st.messages_sent == 4 + h  # 4 to the aggregator, 1 direct key message per neighbour
-        assert payload <= st.bytes_sent < payload + (4 + h) * 200  # framing and msgpack keys
+        # 4 to the aggregator, 1 direct key message per neighbour, 1 digest per peer
+        assert st.messages_sent == 4 + h + e
+        assert payload <= st.bytes_sent < payload + (4 + h + e) * 200  # framing and msgpack keys
         for q in list(inputs)[1:]:
             if q != p:
-                assert 64 <= st.per_peer_bytes_sent[q] < 64 + 200
+                assert 64 + 32 <= st.per_peer_bytes_sent[q] < 64 + 32 + 2 * 200
 
 
 def secagg_program(session: Session, x: Any) -> Any:
@@ -391,3 +403,137 @@ async def test_secagg_plus_client_gone_before_advertising_is_dropped_as_before(p
     assert out["agg"].survivors == expected and out["agg"].live["advertise"] == expected
     for p in ("agg", "c0", "c1", "c2", "c4", "c5", "c6"):
         np.testing.assert_array_equal(out[p].total, plain_sum(inputs, expected))
+
+
+async def _honest_until_survivors(run: Any) -> Any:
+    """The aggregator's stages 0-2, honestly; returns the masked-input state."""
+    plan, wait = run.plan, run.plan.params.stage_timeout
+    clients = list(plan.clients)
+    keys, out = server_collect_keys(plan, run.context, run.graph, await collect(run.rounds["advertise"], clients, wait))
+    await send_each(run.rounds["roster"], out)
+    shares, out = server_relay_shares(keys, await collect(run.rounds["shares"], clients, wait))
+    await send_each(run.rounds["forward"], out)
+    masked, _ = server_collect_masked(shares, await collect(run.rounds["masked"], clients, wait))
+    return masked
+
+
+def equivocating_server(params: SecAggParams, lists: dict[int, list[int]], corrupt: dict[int, Any] | None = None) -> Any:
+    """An active aggregator that sends client ``u`` the survivor list ``lists[u]`` and returns
+    every unmask message it then receives. ``corrupt``: colluding clients -> a function of
+    (run, lists) sending their digests."""
+    corrupt = corrupt or {}
+
+    async def program(session: Session, x: Any) -> Any:
+        run = open_run(session, params)
+        me = session.party_id
+        if me in corrupt:  # a colluding client: honest up to its masked input
+            s1 = await run_client_share_keys(run, await run_client_setup(run))
+            await run_client_mask(run, s1, x)
+            await run.rounds["survivors"].recv(run.plan.server)
+            await corrupt[me](run, lists)
+            return "colluder"
+        if me != run.plan.server:
+            return await run_party(run, x)
+        await _honest_until_survivors(run)
+        await send_each(run.rounds["survivors"], {u: {"u3": np.array(v, dtype=np.int64)} for u, v in lists.items()})
+        return await collect(run.rounds["unmask"], list(run.plan.clients), 2 * params.stage_timeout)
+
+    return program
+
+
+def revealed_both(unmask: dict[int, Any], honest: set[int]) -> set[int]:
+    """Clients of which honest holders revealed shares of both secrets, across their messages."""
+    b = {int(u) for h, m in unmask.items() if h in honest and "b_from" in m for u in m["b_from"]}
+    sk = {int(u) for h, m in unmask.items() if h in honest and "sk_from" in m for u in m["sk_from"]}
+    return b & sk
+
+
+async def test_different_survivor_lists_make_the_holders_abort(prg: PRG) -> None:
+    inputs = ring_inputs(prg, 5, 8)  # k = 4, t = 3, quorum 3
+    params = SecAggParams(dim=8, max_dropouts=1, stage_timeout=0.5)
+    a, b = [1, 2, 3, 4, 5], [2, 3, 4, 5]  # 1, 2, 3 are told 1 survived; 4, 5 that it dropped
+    lists = {1: a, 2: a, 3: a, 4: b, 5: b}
+    async with MemoryNetwork(list(inputs), recv_timeout=3.0) as net:
+        out = await net.run(equivocating_server(params, lists), inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True)
+    unmask = out["agg"]
+    assert unmask == {u: messages.stop(AbortError.code) for u in (1, 2, 3, 4, 5)}  # nothing revealed
+    assert not revealed_both(unmask, {1, 2, 3, 4, 5})
+    for p in ("c1", "c2", "c3", "c4"):  # they got the other side's digests: named
+        assert type(out[p]) is AbortError and "hold another survivor list" in str(out[p])
+    # 1 is on no list of 4 and 5, so it hears only from 2 and 3: too few vouchers.
+    assert type(out["c0"]) is AbortError and "fewer than 3 holders" in str(out["c0"])
+
+
+def _split_digests(told: dict[int, list[int]]) -> Any:
+    """A colluder vouching, to each honest client, for the list it was told."""
+
+    async def send(run: Any, lists: dict[int, list[int]]) -> None:
+        digests = {u: survivors_digest(run.context, np.array(v, dtype=np.int64)) for u, v in told.items()}
+        await send_each(run.rounds["consistency"], digests)
+
+    return send
+
+
+@pytest.mark.parametrize("max_dropouts", [0, 1])
+async def test_a_partition_with_colluders_reveals_nothing_of_the_victim(prg: PRG, max_dropouts: int) -> None:
+    """Victim 1; 2, 3 told it survived, 4, 5, 6 that it dropped; colluders 7, 8 vouch for both
+    lists (k = 7, t = 4: with their shares, t of each secret). The quorum (7, or 6 with one
+    dropout allowed) exceeds (k + 2) / 2, so neither side may reveal."""
+    inputs = ring_inputs(prg, 8, 8)
+    params = SecAggParams(dim=8, max_dropouts=max_dropouts, stage_timeout=0.3)
+    a, b = [1, 2, 3, 7, 8], [2, 3, 4, 5, 6, 7, 8]
+    told = {1: a, 2: a, 3: a, 4: b, 5: b, 6: b}
+    colluder = _split_digests(told)
+    program = equivocating_server(params, {**told, 7: a, 8: b}, corrupt={7: colluder, 8: colluder})
+    async with MemoryNetwork(list(inputs), recv_timeout=3.0) as net:
+        out = await net.run(program, inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True)
+    honest = set(told)
+    unmask = {u: m for u, m in out["agg"].items() if u in honest}
+    assert unmask == {u: messages.stop(AbortError.code) for u in honest}
+    assert not revealed_both(unmask, honest)
+    for p in ("c0", "c1", "c2", "c3", "c4", "c5"):
+        assert type(out[p]) is AbortError and "refusing to reveal" in str(out[p])
+
+
+def _equivocating_client(params: SecAggParams, liar: int, fooled: int, payload: Any) -> Any:
+    """Client ``liar`` sends ``payload`` instead of its digest to ``fooled``, the true digest
+    to everyone else, and then unmasks honestly."""
+
+    async def program(session: Session, x: Any) -> Any:
+        run = open_run(session, params)
+        if session.party_id != liar:
+            return await run_party(run, x)
+        s1 = await run_client_share_keys(run, await run_client_setup(run))
+        s2 = await run_client_mask(run, s1, x)
+        listing = await run.rounds["survivors"].recv(run.plan.server)
+        digest = survivors_digest(run.context, listing["u3"])
+        peers = [u for u in listing["u3"].tolist() if u != liar]
+        await send_each(run.rounds["consistency"], {u: payload if u == fooled else digest for u in peers})
+        await collect(run.rounds["consistency"], peers, params.stage_timeout)
+        return "liar"
+
+    return program
+
+
+@pytest.mark.parametrize("payload, error", [(b"\x01" * 32, AbortError), (b"short", ProtocolViolation), ({"d": 1}, ProtocolViolation)])
+async def test_a_client_equivocating_digests_makes_its_peer_abort(prg: PRG, payload: Any, error: type) -> None:
+    inputs = ring_inputs(prg, 4, 8)
+    params = SecAggParams(dim=8, stage_timeout=0.5)
+    async with MemoryNetwork(list(inputs), recv_timeout=3.0) as net:
+        out = await net.run(_equivocating_client(params, 4, 1, payload), inputs, seeds=seeds_for(prg, list(inputs)), return_exceptions=True)
+    assert type(out["c0"]) is error  # named: the sender of the bad digest
+    assert "party 4 " in str(out["c0"]) or "parties [4]" in str(out["c0"])
+    assert out["c1"] is None and out["c2"] is None  # the others agreed and unmasked
+    assert type(out["agg"]) is AbortError and "party 1 aborted at stage consistency" in str(out["agg"])
+
+
+async def test_a_client_silent_in_the_consistency_round_is_tolerated(prg: PRG) -> None:
+    inputs = ring_inputs(prg, 5, 16)
+    params = SecAggParams(dim=16, max_dropouts=1, stage_timeout=0.3, release=True)
+    async with MemoryNetwork(list(inputs), recv_timeout=3.0) as net:
+        out = await net.run(dropping(params, {2: "consistency"}, None), inputs, seeds=seeds_for(prg, list(inputs)))
+    res = out["agg"]
+    assert res.survivors == (1, 2, 3, 4, 5) and res.live["unmask"] == (1, 3, 4, 5)
+    np.testing.assert_array_equal(res.total, plain_sum(inputs, res.survivors))
+    for p in ("c0", "c2", "c3", "c4"):
+        np.testing.assert_array_equal(out[p].total, res.total)

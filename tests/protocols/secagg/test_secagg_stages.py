@@ -12,10 +12,14 @@ from mpc.prg import PRG
 from protocols.secagg import crypto
 from protocols.secagg.client import (
     check_input,
+    client_check_digests,
     client_mask,
     client_setup,
     client_share_keys,
+    client_survivors,
     client_unmask,
+    survivors_digest,
+    two_hop,
 )
 from protocols.secagg.params import SecAggParams, harary_neighbors, ring_dtype
 from protocols.secagg.server import (
@@ -113,7 +117,7 @@ class Driver:
         self.prg = prg
         self.inputs = {c: prg.uint64(dim).astype(np.uint32) for c in self.plan.clients}
 
-    def run(self, drop: dict[str, set[int]] | None = None, tamper: Any = None) -> Any:
+    def run(self, drop: dict[str, set[int]] | None = None, tamper: Any = None, until: str | None = None) -> Any:
         drop = drop or {}
         prg, plan = self.prg, self.plan
         tamper = tamper or (lambda stage, msgs: msgs)
@@ -142,7 +146,17 @@ class Driver:
                 states[c], msgs[c] = client_mask(states[c], fwd, check_input(self.inputs[c], plan))
         masked, out = server_collect_masked(shares, tamper("masked", msgs))
         out = tamper("survivors", out)
-        msgs = {c: client_unmask(states[c], s) for c, s in out.items() if c not in drop.get("unmask", set())}
+        if until == "survivors":  # the clients' masked states and the survivor lists
+            return states, out
+        views, digests = {}, {}
+        for c, listing in out.items():
+            if c not in drop.get("consistency", set()):
+                views[c], digests[c] = client_survivors(states[c], listing)
+        # Digests travel directly: receiver -> {sender: digest}, only from senders still live.
+        inbox = {c: {w: digests[w] for w in view.peers if w in digests} for c, view in views.items()}
+        inbox = tamper("consistency", inbox)
+        agreed = {c: client_check_digests(view, inbox[c]) for c, view in views.items()}
+        msgs = {c: client_unmask(a) for c, a in agreed.items() if c not in drop.get("unmask", set())}
         return server_unmask(masked, tamper("unmask", msgs))
 
     def expected(self, survivors: tuple[int, ...]) -> np.ndarray:
@@ -153,12 +167,12 @@ class Driver:
 
 
 def test_pure_stages_sum_exactly_with_drops_at_every_stage(prg: PRG) -> None:
-    d = Driver(prg, 12, 50, max_dropouts=4)
-    drops = {"advertise": {1}, "shares": {4}, "masked": {7}, "unmask": {10}}
+    d = Driver(prg, 12, 50, max_dropouts=5)
+    drops = {"advertise": {1}, "shares": {4}, "masked": {7}, "consistency": {12}, "unmask": {10}}
     result = d.run(drops)
     assert result.survivors == (2, 3, 5, 6, 8, 9, 10, 11, 12)
     assert result.live["advertise"] == (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
-    assert result.live["unmask"] == (2, 3, 5, 6, 8, 9, 11, 12)
+    assert result.live["unmask"] == (2, 3, 5, 6, 8, 9, 11)
     np.testing.assert_array_equal(result.total, d.expected(result.survivors))
 
 
@@ -235,7 +249,14 @@ def test_share_relayed_to_the_wrong_client_fails_authentication(prg: PRG) -> Non
         ("unmask", lambda m: {**m, 1: {**m[1], "b": m[1]["b"][:, :-1]}}, ProtocolViolation),
         ("unmask", lambda m: {**m, 1: {**m[1], "b_from": m[1]["b_from"][::-1].copy()}}, ProtocolViolation),
         ("roster", lambda m: {**m, 1: {**m[1], "ids": m[1]["ids"] + 100}}, ProtocolViolation),
-        ("survivors", lambda m: {**m, 1: {**m[1], "n_alive": 1}}, AbortError),
+        ("survivors", lambda m: {**m, 1: {"u3": m[1]["u3"][:1]}}, AbortError),  # too few
+        ("survivors", lambda m: {**m, 1: {"u3": m[1]["u3"][1:]}}, ProtocolViolation),  # not us
+        ("survivors", lambda m: {**m, 1: {"u3": m[1]["u3"].astype(np.int32)}}, ProtocolViolation),
+        ("survivors", lambda m: {**m, 1: {"u3": np.append(m[1]["u3"], 9)}}, ProtocolViolation),
+        ("survivors", lambda m: {**m, 1: {"alive": m[1]["u3"]}}, ProtocolViolation),
+        ("consistency", lambda m: {**m, 1: {**m[1], 2: m[1][2][:-1]}}, ProtocolViolation),
+        ("consistency", lambda m: {**m, 1: {**m[1], 2: [m[1][2]]}}, ProtocolViolation),
+        ("consistency", lambda m: {**m, 1: {**m[1], 2: bytes(32)}}, AbortError),
     ],
 )
 def test_malformed_messages_raise_typed_errors(prg: PRG, stage: str, change: Any, error: type) -> None:
@@ -304,3 +325,89 @@ def test_malformed_direct_keys_are_a_protocol_violation(prg: PRG) -> None:
     _, states, adverts, rosters = _advertised(prg, 3)
     with pytest.raises(ProtocolViolation, match="party 3"):
         client_share_keys(states[1], rosters[1], {2: adverts[2], 3: {"c": b"short", "s": adverts[3]["s"]}}, prg)
+
+
+def test_every_survivor_gets_the_same_list(prg: PRG) -> None:
+    d = Driver(prg, 6, 4, max_dropouts=1)
+    _, out = d.run({"masked": {3}}, until="survivors")
+    assert sorted(out) == [1, 2, 4, 5, 6]
+    for listing in out.values():
+        assert listing.keys() == {"u3"}
+        np.testing.assert_array_equal(listing["u3"], [1, 2, 4, 5, 6])
+
+
+def test_a_differing_digest_aborts_naming_its_sender(prg: PRG) -> None:
+    d = Driver(prg, 4, 4)
+    states, out = d.run(until="survivors")
+    view, digest = client_survivors(states[1], out[1])
+    assert view.peers == (2, 3, 4) and view.alive.all()
+    other = survivors_digest(CONTEXT, np.array([1, 2, 3], dtype=np.int64))
+    with pytest.raises(AbortError, match=r"parties \[3\] hold another survivor list"):
+        client_check_digests(view, {2: digest, 3: other, 4: digest})
+    with pytest.raises(ProtocolViolation):
+        client_check_digests(view, {2: digest, 7: digest})  # not one of our peers
+
+
+def test_missing_digests_are_tolerated_down_to_the_quorum(prg: PRG) -> None:
+    d = Driver(prg, 5, 4, max_dropouts=1)  # k = 4, t = 3, quorum max(3, 4 - 1) = 3
+    assert d.plan.quorum == 3
+    states, out = d.run(until="survivors")
+    view, digest = client_survivors(states[1], out[1])
+    agreed = client_check_digests(view, {w: digest for w in (2, 3, 4)})  # 5 silent: tolerated
+    assert agreed.vouchers == (2, 3, 4)
+    msg = client_unmask(agreed)
+    assert msg["b_from"].tolist() == [2, 3, 4, 5] and msg["sk_from"].size == 0
+    with pytest.raises(AbortError, match="fewer than 3 holders"):  # 2's holders: only 1 and 3
+        client_check_digests(view, {w: digest for w in (2, 3)})
+
+
+def test_survivor_list_names_the_partners_statuses(prg: PRG) -> None:
+    d = Driver(prg, 5, 4, max_dropouts=1)
+    states, out = d.run({"masked": {4}}, until="survivors")
+    view, digest = client_survivors(states[1], out[1])
+    agreed = client_check_digests(view, {w: digest for w in view.peers})
+    msg = client_unmask(agreed)
+    assert msg["b_from"].tolist() == [2, 3, 5] and msg["sk_from"].tolist() == [4]
+    assert msg["b"].shape == (3, 6) and msg["sk"].shape == (1, 11)
+
+
+def test_two_hop_peers_of_the_secagg_plus_graph(prg: PRG) -> None:
+    plan = SecAggParams(dim=4, neighbors=4).plan(21)
+    graph = plan.graph(b"graph")
+    for c in plan.clients:
+        hop = two_hop(graph, c)
+        assert c not in hop and len(hop) == 2 * plan.degree  # ring positions within distance k
+        assert all(c in two_hop(graph, w) for w in hop)
+
+
+@pytest.mark.parametrize("max_dropouts, split_passes", [(0, False), (3, True)])
+def test_a_partition_of_the_holders_needs_2q_minus_k_colluders(prg: PRG, max_dropouts: int, split_passes: bool) -> None:
+    """The documented bound at work: 8 clients (k = 7, t = 4), victim 1, colluders 7 and 8
+    vouching for both lists. The aggregator tells 2, 3 "1 survived" (they would reveal shares of
+    b_1) and 4, 5, 6 "1 dropped" (shares of its mask key); with the colluders' shares that is
+    ``t`` of each. With max_dropouts = 0 the quorum is k = 7 and every honest holder aborts;
+    with max_dropouts = 3 it is t = 4, the guarantee c_v < 2 q - k = 1 does not cover two
+    colluders, and the split passes, as the threat model states."""
+    d = Driver(prg, 8, 4, max_dropouts=max_dropouts)
+    assert d.plan.quorum == (7 if max_dropouts == 0 else 4)
+    states, _ = d.run(until="survivors")
+    lists = {"A": [1, 2, 3, 7, 8], "B": [2, 3, 4, 5, 6, 7, 8]}
+    told = {1: "A", 2: "A", 3: "A", 4: "B", 5: "B", 6: "B"}
+    digest = {k: survivors_digest(CONTEXT, np.array(v, dtype=np.int64)) for k, v in lists.items()}
+    outcomes = {}
+    for c, name in told.items():
+        view, mine = client_survivors(states[c], {"u3": np.array(lists[name], dtype=np.int64)})
+        # Honest peers send their own digest to the clients of their own list; 7 and 8 send
+        # each client the digest that matches its list.
+        inbox = {w: digest[told[w]] for w in view.peers if w in told and c in lists[told[w]]}
+        inbox.update({w: mine for w in (7, 8)})
+        try:
+            outcomes[c] = client_unmask(client_check_digests(view, inbox))
+        except AbortError:
+            outcomes[c] = None
+    b_1 = [c for c, m in outcomes.items() if m is not None and 1 in m["b_from"].tolist()]
+    sk_1 = [c for c, m in outcomes.items() if m is not None and 1 in m["sk_from"].tolist()]
+    if split_passes:
+        assert b_1 == [2, 3] and sk_1 == [4, 5, 6]
+    else:
+        assert outcomes == {c: None for c in told}
