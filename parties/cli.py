@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mpc.errors import MPCError
+from parties import aio
 from parties.config import dump_federation, load_node_config, parse_address, party_entry, write_node_config
 from parties.control import request
 from transport.identity import Federation, Identity, PeerInfo, generate_identity
@@ -128,7 +129,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         finally:
             await node.stop()
 
-    asyncio.run(run())
+    aio.run(run())
     return 0
 
 

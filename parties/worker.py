@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from mpc.prg import PRG
+from parties import aio
 from mpc.session import Session
 from parties.config import load_federation
 from parties.testing import error_record, fault_plan_from_json, read_payload, resolve_program, write_payload
@@ -76,7 +77,7 @@ def main() -> int:
 
     single_threaded_blas()
     run_dir, name = Path(sys.argv[1]), sys.argv[2]
-    return asyncio.run(run(run_dir, name))
+    return aio.run(run(run_dir, name))
 
 
 if __name__ == "__main__":

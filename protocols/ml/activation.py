@@ -491,21 +491,26 @@ def _tuple_open(prep: SpdzPreprocessing, shape: tuple[int, ...]) -> tuple[list[A
     return opens, read
 
 
-def _product3(t: _ProductTuple, d: np.ndarray, e: np.ndarray, f: np.ndarray, party_id: int, key_share: np.ndarray) -> tuple[AuthShare, AuthShare]:
-    """``[x y]`` and ``[x y z]`` from the opened ``d = x - a``, ``e = y - b``, ``f = z - c`` (uint64).
+def _tuple_forms(
+    t: _ProductTuple, d: np.ndarray, e: np.ndarray, f: np.ndarray, w3: np.ndarray, w2: np.ndarray
+) -> tuple[AuthShare, np.ndarray]:
+    """``sum_T w3_T [x_T y_T z_T] + w2_T [x_T y_T]`` over the tuples' leading axis, from the opened
+    ``d = x - a``, ``e = y - b``, ``f = z - c`` (uint64 ``(T, m)``; public weights ``(T,)``).
 
     ``x y z = abc + f ab + e ac + d bc + e f a + d f b + d e c + d e f`` and ``x y = ab + e a +
-    d b + d e`` (modulo 2^64, the ring the values live in; the MACs follow the same public
-    coefficients, so they stay consistent).
+    d b + d e`` (modulo 2^64, the ring the values live in; value and MAC rows take the same
+    public coefficients, so the MACs stay consistent). Returns the shared part ``(m,)`` (one
+    product of the stacked tuple with the coefficients, one sum) and the public constant
+    ``sum_T w3_T d e f + w2_T d e`` (uint64 ``(m,)``), which the caller adds.
     """
     de, df, ef = d * e, d * f, e * f  # wrap modulo 2^64
-    xy = sh.add_public(sh.add(sh.add(t.ab, sh.mul_public(t.a, e)), sh.mul_public(t.b, d)), de, party_id, key_share)
-    terms = [t.abc, sh.mul_public(t.ab, f), sh.mul_public(t.ac, e), sh.mul_public(t.bc, d)]
-    terms += [sh.mul_public(t.a, ef), sh.mul_public(t.b, df), sh.mul_public(t.c, de)]
-    xyz = terms[0]
-    for term in terms[1:]:  # a loop over 6 array terms
-        xyz = sh.add(xyz, term)
-    return xy, sh.add_public(xyz, de * f, party_id, key_share)
+    zero, one = np.zeros_like(d), np.ones_like(d)
+    w3, w2 = w3.reshape(-1, 1), w2.reshape(-1, 1)
+    # coefficients of abc, ab, ac, bc, a, b, c
+    coeffs = np.stack([w3 * one, w3 * f + w2, w3 * e, w3 * d, w3 * ef + w2 * e, w3 * df + w2 * d, w3 * de])
+    parts = r128.stack([x.data for x in (t.abc, t.ab, t.ac, t.bc, t.a, t.b, t.c)], axis=1)  # (2, 7, T, m)
+    shared = AuthShare(r128.sum(r128.mul_u64(parts, coeffs), axis=(1, 2)))
+    return shared, np.add.reduce(w3 * de * f + w2 * de, axis=0, dtype=np.uint64)
 
 
 def sigmoid_clip_steps(
@@ -523,7 +528,7 @@ def sigmoid_clip_steps(
     ``u = z / 4 + 1/2``. The window test ends with one carry level per threshold,
     ``b_T = G_T + P_T L_T``; here that level is fused with the product by ``u``:
     ``s = (G2 - G1) u + P2 L2 u - P1 L1 u + 1 - G2 - P2 L2``, whose degree-3 terms take one
-    product tuple each (:func:`_product3`). Rounds: (1) open the window's masked ``z`` (also
+    product tuple each (:func:`_tuple_forms`). Rounds: (1) open the window's masked ``z`` (also
     the truncation's opening for ``u``, :func:`_shared_truncation`) and the tuples' own Beaver
     masks; (2, 3) two carry levels; (4) the tuples' and one triple's masks. The plain
     composition (window test, then the bit product) takes 5. Opened per element: ``1 + 12``
@@ -555,8 +560,11 @@ def sigmoid_clip_steps(
     u2 = u.broadcast_to((2, m))
     opened = yield [sh.sub(hp, tup.a), sh.sub(lg, tup.b), sh.sub(u2, tup.c), *online.beaver_masks(diff, u, triple)]
     d, e, f = (v.lo.reshape(2, m) for v in opened[:3])
-    pl, plu = _product3(tup, d, e, f, party_id, key_share)
+    # P2 L2 u - P1 L1 u - 2^f P2 L2 (the tuples' forms), then + (G2 - G1) u + 2^f (1 - G2)
+    unit = np.uint64(1 << frac_bits)
+    w3 = np.array([-1, 1], dtype=np.int64).view(np.uint64)  # - P1 L1 u + P2 L2 u
+    w2 = np.array([0, -(1 << frac_bits)], dtype=np.int64).view(np.uint64)  # - 2^f P2 L2
+    forms, public = _tuple_forms(tup, d, e, f, w3, w2)
     du = online.beaver_product("mul", opened[3], opened[4], diff, triple)
-    one_minus_b2 = sh.add_public(sh.neg(sh.add(hg[1], pl[1])), np.uint64(1), party_id, key_share)
-    s = sh.add(sh.sub(sh.add(du, plu[1]), plu[0]), sh.shl(one_minus_b2, frac_bits))
-    return s.reshape(shape)
+    s = sh.sub(sh.add(du, forms), sh.shl(hg[1], frac_bits))
+    return sh.add_public(s, public + unit, party_id, key_share).reshape(shape)
