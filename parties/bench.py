@@ -7,12 +7,12 @@ measuring its peer in the same run (DESIGN.md, Benchmarks). Benchmarks are not t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import pkgutil
 import sys
 
 import parties.benchmarks as suites_pkg
+from parties import aio
 
 
 def available() -> list[str]:
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("suite", choices=available())
     args = ap.parse_args(argv)
     module = importlib.import_module(f"parties.benchmarks.{args.suite}")
-    asyncio.run(module.run())
+    aio.run(module.run())  # the event loop of party processes (raw peers measured here use it too)
     return 0
 
 

@@ -12,8 +12,11 @@ from typing import Any, Mapping
 __all__ = ["emit", "peer_python", "run_mpyc", "run_crypten", "PROJECT_ROOT", "MPYC_REQUIREMENTS"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MPYC_REQUIREMENTS = ["mpyc==0.11", "gmpy2", "numpy"]
-"""One requirement list for the MPyC peer venv (suites sharing it must not reinstall it)."""
+MPYC_REQUIREMENTS = ["mpyc==0.11", "gmpy2", "numpy", "uvloop"]
+"""One requirement list for the MPyC peer venv (suites sharing it must not reinstall it).
+
+MPyC uses ``gmpy2`` and ``uvloop`` when present (its ``--no-uvloop`` option turns the latter
+off); ours runs on uvloop too (:mod:`parties.aio`), so both get the same event loop."""
 
 
 def emit(suite: str, metric: str, value: float, unit: str, params: dict[str, Any], peer: str | None, peer_value: float | None) -> None:

@@ -54,6 +54,7 @@ RAW_SERVER = r"""
 import asyncio, sys
 from websockets.asyncio.server import serve
 from transport.identity import Identity
+from parties import aio
 from parties.config import load_federation
 from transport.tls import server_context
 
@@ -67,7 +68,7 @@ async def main(base, port):
         print("ready", flush=True)
         await asyncio.Future()
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+aio.run(main(sys.argv[1], int(sys.argv[2])))  # the party processes' event loop, as ours
 """
 
 
