@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 
 __all__ = ["FRAC_BITS", "MAX_ENCODED_BITS", "encode", "decode", "max_abs", "check_frac_bits"]
@@ -40,11 +41,10 @@ def check_frac_bits(frac_bits: int) -> int:
     Raises:
         ConfigError: not an integer in range (``2f`` must leave room below 2^62).
     """
-    if isinstance(frac_bits, bool) or not isinstance(frac_bits, (int, np.integer)):
-        raise ConfigError("frac_bits must be an integer")
-    if not 0 <= frac_bits <= 30:
+    f = check_int(frac_bits, "frac_bits", numpy=True)
+    if not 0 <= f <= 30:
         raise ConfigError("frac_bits must be in [0, 30]")
-    return int(frac_bits)
+    return f
 
 
 def max_abs(frac_bits: int = FRAC_BITS) -> float:

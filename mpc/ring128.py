@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 
 __all__ = [
@@ -467,9 +468,7 @@ def _nd(x: np.ndarray) -> np.ndarray:
 
 
 def _check_shift(bits: int) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 0 <= bits < 128:
-        raise ConfigError("shift must be an integer in [0, 128)")
-    return int(bits)
+    return check_int(bits, "shift", lo=0, hi=127, numpy=True, message="shift must be an integer in [0, 128)")
 
 
 def equal(a: Z128, b: Z128) -> np.ndarray:

@@ -68,6 +68,7 @@ from typing import Any
 
 import tomli_w
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 from parties.datasets import DatasetConfig, parse_dataset
 from parties.jobs import JOB_KINDS
@@ -317,11 +318,9 @@ def load_node_config(path: str | Path) -> NodeConfig:
     if not isinstance(roles_t, dict):
         raise ConfigError("[policy].roles: expected a table role = [parties]")
     min_group = policy_t.get("min_group_size", 1)
-    if isinstance(min_group, bool) or not isinstance(min_group, int) or min_group < 1:
-        raise ConfigError("[policy].min_group_size: expected a positive integer")
+    check_int(min_group, "min_group_size", lo=1, message="[policy].min_group_size: expected a positive integer")
     max_jobs = policy_t.get("max_concurrent_jobs", 8)
-    if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
-        raise ConfigError("[policy].max_concurrent_jobs: expected a positive integer")
+    check_int(max_jobs, "max_concurrent_jobs", lo=1, message="[policy].max_concurrent_jobs: expected a positive integer")
     policy = PolicyConfig(
         allowed_jobs=allowed_jobs,
         allowed_peers=_str_list("[policy].allowed_peers", policy_t.get("allowed_peers", [])),

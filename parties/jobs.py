@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 from mpc.ring import decode_int, encode_int
 from mpc.session import Session
@@ -185,9 +186,7 @@ def decode_column_sums(total: np.ndarray, columns: list[str], scale_bits: int) -
 
 def _check_sum(manifest: Manifest) -> None:
     reject_unknown_params(manifest, {"scale_bits"})
-    scale_bits = manifest.params.get("scale_bits", 16)
-    if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or not 0 <= scale_bits <= MAX_SCALE_BITS:
-        raise ConfigError(f"secure-sum: scale_bits must be an integer in [0, {MAX_SCALE_BITS}]")
+    check_int(manifest.params.get("scale_bits", 16), "secure-sum: scale_bits", lo=0, hi=MAX_SCALE_BITS)
     widths = {len(spec.columns) for spec in manifest.inputs.values()}
     if len(widths) != 1:
         raise ConfigError("secure-sum: every party must name the same number of columns")
@@ -241,9 +240,7 @@ def _check_compare(manifest: Manifest) -> None:
     reject_unknown_params(manifest, {"statistic", "scale_bits", "reveal_maximum"})
     if manifest.params.get("statistic", "count") not in COMPARE_STATISTICS:
         raise ConfigError(f"compare: statistic must be one of {', '.join(COMPARE_STATISTICS)}")
-    scale_bits = manifest.params.get("scale_bits", 0)
-    if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or not 0 <= scale_bits <= MAX_SCALE_BITS:
-        raise ConfigError(f"compare: scale_bits must be an integer in [0, {MAX_SCALE_BITS}]")
+    check_int(manifest.params.get("scale_bits", 0), "compare: scale_bits", lo=0, hi=MAX_SCALE_BITS)
     if not isinstance(manifest.params.get("reveal_maximum", False), bool):
         raise ConfigError("compare: reveal_maximum must be true or false")
     if any(len(spec.columns) != 1 for spec in manifest.inputs.values()):
@@ -472,7 +469,7 @@ async def _run_predict(ctx: JobContext) -> dict[str, Any]:
     sizes = await session.broadcast(
         "model-shape", None if model is None else [int(model.weights[0].shape[0]), 1], sender=manifest.parties.index(model_owner)
     )
-    if not (isinstance(sizes, list) and len(sizes) == 2 and all(isinstance(v, int) and 0 < v < 10_000 for v in sizes)):
+    if not (isinstance(sizes, list) and len(sizes) == 2 and all(type(v) is int and 0 < v < 10_000 for v in sizes)):
         raise ConfigError("predict: malformed model shape from the model owner")
     features = ctx.columns_matrix() if ctx.party == data_owner else None
     rows, _ = await ml.exchange_shapes(session, features)
@@ -621,9 +618,12 @@ def _check_fedavg(manifest: Manifest) -> None:
     spend = config.planned_spend()
     if manifest.dp is None or manifest.dp.epsilon + 1e-9 < spend.epsilon or manifest.dp.delta < config.delta:
         raise ConfigError(f"secagg-fedavg: [dp] must cover the planned spend (epsilon {spend.epsilon:.4g}, delta {config.delta:g})")
-    eval_every = manifest.params.get("eval_every", 5)
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 2:
-        raise ConfigError("secagg-fedavg: eval_every must be an integer >= 2 (every k-th row is held out)")
+    check_int(
+        manifest.params.get("eval_every", 5),
+        "eval_every",
+        lo=2,
+        message="secagg-fedavg: eval_every must be an integer >= 2 (every k-th row is held out)",
+    )
 
 
 def split_rows(x: np.ndarray, y: np.ndarray, every: int) -> dict[str, np.ndarray]:

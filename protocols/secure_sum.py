@@ -40,6 +40,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError, ProtocolViolation
 from mpc.ring import DTYPE, as_ring, decode_int, encode_int
 from mpc.session import Session
@@ -69,11 +70,10 @@ def check_receivers(receivers: Sequence[int] | None, n_parties: int) -> tuple[in
     ids = tuple(receivers)
     if not ids:
         raise ConfigError("secure sum needs at least one receiver")
-    if any(isinstance(r, bool) or not isinstance(r, (int, np.integer)) for r in ids):
-        raise ConfigError("receivers must be party ids")
+    ids = tuple(check_int(r, "receivers", numpy=True, message="receivers must be party ids") for r in ids)
     if len(set(ids)) != len(ids) or not all(0 <= r < n_parties for r in ids):
         raise ConfigError(f"receivers must be distinct ids in [0, {n_parties})")
-    return tuple(sorted(int(r) for r in ids))
+    return tuple(sorted(ids))
 
 
 def check_array(value: Any, shape: tuple[int, ...], sender: int) -> np.ndarray:

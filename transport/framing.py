@@ -52,7 +52,8 @@ from typing import Any, Sequence, Union
 import msgpack
 import numpy as np
 
-from mpc.errors import ConfigError, FrameError, FrameTooLarge
+from mpc.checks import check_int
+from mpc.errors import FrameError, FrameTooLarge
 
 __all__ = [
     "ARRAY_EXT",
@@ -130,9 +131,7 @@ _ENCODED_LEAVES = (type(None), bool, int, float, str, bytes, bytearray, memoryvi
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if type(value) is not int or not low <= value <= high:
-        raise ConfigError(f"{name} must be an int in [{low}, {high}], got {value!r}")
-    return value
+    return check_int(value, name, lo=low, hi=high, message=f"{name} must be an int in [{low}, {high}], got {value!r}")
 
 
 @dataclass(frozen=True)

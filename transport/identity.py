@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 
 __all__ = [
@@ -264,8 +265,9 @@ def generate_identity(
         ConfigError: invalid name or validity, or the files exist and ``overwrite`` is false.
     """
     validate_party_name(name)
-    if isinstance(validity_days, bool) or not isinstance(validity_days, int) or validity_days < 1:
-        raise ConfigError(f"validity_days must be a positive integer, got {validity_days!r}")
+    check_int(
+        validity_days, "validity_days", lo=1, message=f"validity_days must be a positive integer, got {validity_days!r}"
+    )
     folder = Path(directory)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_path = folder / f"{name}.key"
@@ -341,8 +343,7 @@ class PeerInfo:
         validate_party_name(self.name)
         if not isinstance(self.host, str) or not self.host or any(c.isspace() for c in self.host):
             raise ConfigError(f"party {self.name!r}: invalid host {self.host!r}")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
-            raise ConfigError(f"party {self.name!r}: invalid port {self.port!r}")
+        check_int(self.port, "port", lo=1, hi=65535, message=f"party {self.name!r}: invalid port {self.port!r}")
         object.__setattr__(self, "fingerprint", parse_fingerprint(self.fingerprint))
         if self.certificate is not None:
             if not isinstance(self.certificate, bytes):

@@ -44,6 +44,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError, FrameError, HandshakeFailed
 from transport.framing import (
     MAX_NAME_CHARS,
@@ -127,8 +128,9 @@ class Link:
         self.local = local
         self.peer = peer
         self.limits = limits or FrameLimits()
-        if frame_bytes is not None and (type(frame_bytes) is not int or frame_bytes < MIN_FRAME_BYTES):
-            raise ConfigError(f"frame_bytes must be an int >= {MIN_FRAME_BYTES}, got {frame_bytes!r}")
+        if frame_bytes is not None:
+            bad = f"frame_bytes must be an int >= {MIN_FRAME_BYTES}, got {frame_bytes!r}"
+            check_int(frame_bytes, "frame_bytes", lo=MIN_FRAME_BYTES, message=bad)
         self._encoder = MessageEncoder(self.limits, frame_bytes=frame_bytes)
         self._instance = os.urandom(_INSTANCE_BYTES)
         self._peer_instance: bytes | None = None

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, NoReturn, Sequence
 
+from mpc.checks import check_int
 from mpc.contracts import ChannelStats, Payload
 from mpc.errors import ConfigError, MPCError, PeerUnavailable, ProtocolViolation, TransportError
 from transport.link import Delivered
@@ -204,8 +205,7 @@ class RouterChannel:
         st = self._state
         if type(peer) is int and 0 <= peer < len(st.parties) and peer != st.party_id:
             return st.parties[peer]  # the usual case
-        if not isinstance(peer, int) or isinstance(peer, bool):
-            raise ProtocolViolation(f"peer must be a party id, got {type(peer).__name__}")
+        check_int(peer, "peer", error=ProtocolViolation, message=f"peer must be a party id, got {type(peer).__name__}")
         if not 0 <= peer < len(st.parties) or peer == st.party_id:
             raise ProtocolViolation(f"invalid peer {peer} for party {st.party_id}")
         return st.parties[peer]

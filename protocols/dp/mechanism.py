@@ -32,6 +32,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 from mpc.prg import PRG
 from protocols.dp.accounting import DEFAULT_ORDERS, PrivacySpend, ddg_rdp, epsilon_from_rdp
@@ -76,8 +77,7 @@ class DDGParams:
         Raises:
             ConfigError: invalid parameters, or a configuration whose sum could wrap.
         """
-        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
-            raise ConfigError("dim must be a positive integer")
+        check_int(self.dim, "dim", lo=1)
         if not (math.isfinite(self.clip) and self.clip > 0):
             raise ConfigError("clip must be positive and finite")
         if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0):

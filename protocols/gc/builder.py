@@ -35,6 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 from protocols.gc.circuit import AND, CONST, INV, XOR, Circuit, compile_circuit
 
@@ -65,9 +66,7 @@ Word = list[int]
 
 
 def _check_width(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= 4096:
-        raise ConfigError(f"bit width must be an int in [1, 4096], got {n!r}")
-    return int(n)
+    return check_int(n, "bit width", lo=1, hi=4096, numpy=True, message=f"bit width must be an int in [1, 4096], got {n!r}")
 
 
 class CircuitBuilder:
@@ -385,11 +384,10 @@ def mux(n: int) -> Circuit:
 def argmax(k: int, n: int, *, signed: bool = False) -> Circuit:
     """``(v_0, ..., v_{k-1}) -> (argmax, max)``: k inputs of n bits; outputs the index
     (``ceil(log2 k)`` bits, at least 1; first occurrence on ties) and the maximum."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 1 << 16:
-        raise ConfigError(f"argmax needs 1 to 65536 values, got {k!r}")
+    k = check_int(k, "k", lo=1, hi=1 << 16, numpy=True, message=f"argmax needs 1 to 65536 values, got {k!r}")
     n = _check_width(n)
     b = CircuitBuilder()
-    values = [b.input(n) for _ in range(int(k))]
+    values = [b.input(n) for _ in range(k)]
     index, best = b.argmax(values, signed=signed)
     b.output(index)
     b.output(best)

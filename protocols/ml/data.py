@@ -12,6 +12,7 @@ import hashlib
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 from mpc.prg import PRG, SEED_BYTES
 
@@ -38,8 +39,7 @@ def batch_order(n_rows: int, epochs: int, seed: int) -> np.ndarray:
     Raises:
         ConfigError: a negative count or a seed that is not an integer.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError("the batch-order seed must be an integer")
+    check_int(seed, "seed", numpy=True, message="the batch-order seed must be an integer")
     if n_rows < 0 or epochs < 0:
         raise ConfigError("row and epoch counts must be non-negative")
     key = hashlib.sha256(f"ml-batch-order|{int(seed)}".encode()).digest()[:SEED_BYTES]

@@ -90,6 +90,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 from mpc.session import Session
 from protocols import spdz
@@ -209,11 +210,10 @@ def noise_bits_for(d1: int, noise_multiplier: float, delta: float) -> int:
 
 
 def _check_noise_bits(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ConfigError("noise_bits must be an integer")
+    k = check_int(k, "noise_bits", numpy=True)
     if k % 2 or not MIN_NOISE_BITS <= k <= MAX_NOISE_BITS:
         raise ConfigError(f"noise_bits must be even and in [{MIN_NOISE_BITS}, {MAX_NOISE_BITS}]")
-    return int(k)
+    return k
 
 
 def noise_unit(noise_multiplier: float, clip: float, noise_bits: int, scale_bits: int) -> int:
@@ -248,8 +248,7 @@ def planned_epsilon(params: TrainParams, n_rows: int, batch_size: int, noise_mul
     if not isinstance(params, TrainParams):
         raise ConfigError("params must be TrainParams")
     _check_dp(1.0, noise_multiplier, delta)
-    if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
-        raise ConfigError("n_rows must be a positive integer")
+    check_int(n_rows, "n_rows", lo=1, numpy=True)
     if batch_size != params.batch_size:
         raise ConfigError("batch_size differs from params.batch_size")
     s = float(noise_multiplier)
@@ -291,8 +290,7 @@ def binomial_noise(session: Session, shape: tuple[int, ...], noise_bits: int, un
     drawn when this is called (every party calls it at the same point of the program).
     """
     k = _check_noise_bits(noise_bits)
-    if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)) or not 0 < unit < 1 << 60:
-        raise ConfigError("the noise unit must be a positive integer below 2^60")
+    check_int(unit, "unit", lo=1, hi=(1 << 60) - 1, numpy=True, message="the noise unit must be a positive integer below 2^60")
     if unit * k // 2 >= 1 << 60:
         raise ConfigError("the noise does not fit the fixed-point range")
     eng = spdz.engine_of(session)

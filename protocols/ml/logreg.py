@@ -93,6 +93,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError, ProtocolViolation
 from mpc.session import Session
 from protocols import spdz
@@ -154,9 +155,7 @@ class TrainParams:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ConfigError(f"{name} must be an integer")
+            check_int(getattr(self, name), name, numpy=True)
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be positive")
         lr = float(self.learning_rate)
@@ -569,10 +568,12 @@ async def exchange_shapes(session: Session, features: Any) -> tuple[list[int], l
     rows, cols = [], []
     for j in range(session.n_parties):
         v = got[j]
-        if not isinstance(v, (list, tuple)) or len(v) != 2 or any(isinstance(a, bool) or not isinstance(a, int) or a < 0 for a in v):
-            raise ProtocolViolation(f"party {session.parties[j]} sent an invalid shape")
-        rows.append(int(v[0]))
-        cols.append(int(v[1]))
+        bad = f"party {session.parties[j]} sent an invalid shape"
+        if not isinstance(v, (list, tuple)) or len(v) != 2:
+            raise ProtocolViolation(bad)
+        r, c = (check_int(a, "shape", lo=0, error=ProtocolViolation, message=bad) for a in v)
+        rows.append(r)
+        cols.append(c)
     return rows, cols
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from mpc import fixedpoint
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 from protocols.spdz.array import SecretArray, concatenate
 
@@ -56,9 +57,10 @@ class ModelSpec:
     standardized: bool = True
 
     def __post_init__(self) -> None:
-        if len(self.sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in self.sizes):
-            raise ConfigError("a model needs at least an input and an output size, all positive")
-        object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
+        bad = "a model needs at least an input and an output size, all positive"
+        if len(self.sizes) < 2:
+            raise ConfigError(bad)
+        object.__setattr__(self, "sizes", tuple(check_int(s, "size", lo=1, numpy=True, message=bad) for s in self.sizes))
 
     @property
     def n_features(self) -> int:

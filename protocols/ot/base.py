@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 from protocols.sodium import rbcl
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError, ProtocolViolation
 from mpc.session import Session
 
@@ -239,8 +240,7 @@ async def base_ot_send(session: Session, peer: int, n: int) -> tuple[np.ndarray,
         ProtocolViolation: the receiver's message is malformed or has invalid elements.
         PeerUnavailable: the receiver stayed silent.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError("number of base OTs must be a positive int")
+    check_int(n, "number of base OTs", lo=1, message="number of base OTs must be a positive int")
     sub = session.child("base_ot")
     context = _context(sub, session.party_id, peer)
     rnd_r, rnd_s = sub.round("mr-r"), sub.round("mr-s")

@@ -87,6 +87,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import AbortError, ConfigError, ProtocolViolation, error_from_code
 from mpc.session import Round, Session
 from protocols.ot import gf128
@@ -212,9 +213,7 @@ def _check_choices(choices: Any) -> np.ndarray:
 
 
 def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= _MAX_OTS:
-        raise ConfigError("number of OTs must be an int in [0, 2^32]")
-    return int(n)
+    return check_int(n, "number of OTs", lo=0, hi=_MAX_OTS, numpy=True, message="number of OTs must be an int in [0, 2^32]")
 
 
 def _as_delta(delta: Any) -> np.ndarray:

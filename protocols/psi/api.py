@@ -19,6 +19,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError, ProtocolViolation
 from mpc.session import Session
 from protocols.psi.config import Mode, PsiConfig, check_receivers
@@ -149,8 +150,8 @@ async def _run(
         raise ConfigError("protocol must be 'ecdh' or 'ot'")
     if protocol == "ot" and n != 2:
         raise ConfigError("the OT-based PSI is for two parties; use protocol='ecdh'")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ConfigError("workers must be a positive integer or None")
+    if workers is not None:
+        check_int(workers, "workers", lo=1, message="workers must be a positive integer or None")
     if isinstance(identifiers, PreparedSet):
         if identifiers.params != config.identifier_params():
             raise ConfigError("the prepared set was made with other PSI parameters")
@@ -214,8 +215,12 @@ async def _hello(session: Session, digest: bytes, size: int, max_size: int, pati
             raise ProtocolViolation(f"party {p} sent a malformed PSI hello")
         if msg["params"] != digest:
             raise ProtocolViolation(f"party {p} runs PSI with other parameters (salt, normalisation, mode, receivers or limits)")
-        value = msg["size"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= max_size:
-            raise ProtocolViolation(f"party {p} announced an invalid set size (limit {max_size})")
-        sizes[p] = value
+        sizes[p] = check_int(
+            msg["size"],
+            "set size",
+            lo=0,
+            hi=max_size,
+            error=ProtocolViolation,
+            message=f"party {p} announced an invalid set size (limit {max_size})",
+        )
     return sizes

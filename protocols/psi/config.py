@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 
 __all__ = [
@@ -126,9 +127,9 @@ class PsiConfig:
             raise ConfigError("normalization must be a Normalization")
         if self.duplicates not in ("error", "keep-first"):
             raise ConfigError("duplicates must be 'error' or 'keep-first'")
-        _check_int("max_set_size", self.max_set_size, 0, 1 << 40)
-        _check_int("max_identifier_bytes", self.max_identifier_bytes, 1, 1 << 20)
-        _check_int("chunk_size", self.chunk_size, 1, MAX_CHUNK)
+        check_int(self.max_set_size, "max_set_size", lo=0, hi=1 << 40)
+        check_int(self.max_identifier_bytes, "max_identifier_bytes", lo=1, hi=1 << 20)
+        check_int(self.chunk_size, "chunk_size", lo=1, hi=MAX_CHUNK)
         if self.max_wait_seconds is not None:
             if isinstance(self.max_wait_seconds, bool) or not isinstance(self.max_wait_seconds, (int, float)):
                 raise ConfigError("max_wait_seconds must be a number")
@@ -202,16 +203,10 @@ def check_receivers(receivers: Sequence[int] | None, n_parties: int) -> tuple[in
     ids = tuple(receivers)
     if not ids:
         raise ConfigError("PSI needs at least one receiver")
-    if any(isinstance(r, bool) or not isinstance(r, int) for r in ids):
-        raise ConfigError("receivers must be party ids")
+    ids = tuple(check_int(r, "receivers", message="receivers must be party ids") for r in ids)
     if len(set(ids)) != len(ids) or not all(0 <= r < n_parties for r in ids):
         raise ConfigError(f"receivers must be distinct ids in [0, {n_parties})")
     return tuple(sorted(ids))
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}]")
 
 
 def _digest(kind: bytes, spec: Mapping[str, Any]) -> bytes:

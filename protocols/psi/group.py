@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 from protocols.sodium import rbcl
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError, ProtocolViolation
 
 __all__ = [
@@ -183,8 +184,7 @@ class GroupPool:
 
     def __init__(self, workers: int | None = None) -> None:
         n = available_cores() if workers is None else workers
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError("workers must be a positive integer")
+        n = check_int(n, "workers", lo=1)
         self.workers = n
         self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
             max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init

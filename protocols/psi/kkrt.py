@@ -54,6 +54,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError, ProtocolViolation
 from mpc.session import Session
 from protocols.ot.base import base_ot_recv, base_ot_send
@@ -251,8 +252,9 @@ async def _sender(
     session: Session, prepared: PreparedSet, peer: int, m: int, ell: int, n_r: int, mode: Mode, s_receives: bool, patience: Patience
 ) -> np.ndarray | None:
     seed = await patience.recv(session.round("seed"), peer)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEEDS:
-        raise ProtocolViolation(f"party {peer} sent an invalid cuckoo seed")
+    check_int(
+        seed, "cuckoo seed", lo=0, hi=MAX_SEEDS - 1, error=ProtocolViolation, message=f"party {peer} sent an invalid cuckoo seed"
+    )
     s_bits = session.prg.bits(CODE_BITS)
     ks = await base_ot_recv(session, peer, s_bits)
     s_bytes = np.packbits(s_bits, bitorder="little")

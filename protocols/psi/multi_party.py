@@ -70,6 +70,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ProtocolViolation
 from mpc.session import Session
 from protocols.psi.config import Mode
@@ -350,6 +351,11 @@ def _shape(mode: Mode, linked_rows: np.ndarray) -> np.ndarray:
 
 
 def _check_count(value: object, bound: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
-        raise ProtocolViolation(f"the leader sent an invalid intersection size {value!r}")
-    return value
+    return check_int(
+        value,
+        "intersection size",
+        lo=0,
+        hi=bound,
+        error=ProtocolViolation,
+        message=f"the leader sent an invalid intersection size {value!r}",
+    )

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError, InsecureConfiguration
 from mpc.prg import PRG
 
@@ -95,9 +96,7 @@ class SecAggParams:
             InsecureConfiguration: the threshold is at most half the neighbours.
         """
         for name in ("dim", "bits", "max_dropouts", "server", "n_parties"):
-            value = n_parties if name == "n_parties" else getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ConfigError(f"{name} must be an integer")
+            check_int(n_parties if name == "n_parties" else getattr(self, name), name, numpy=True)
         if self.dim < 1:
             raise ConfigError("dim must be at least 1")
         if not 1 <= self.bits <= 64:

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from mpc import ring128 as r128
+from mpc.checks import check_int
 from mpc.errors import ConfigError, InsecureConfiguration, PreprocessingExhausted
 from mpc.prg import PRG, SEED_BYTES
 from mpc.ring128 import Z128
@@ -126,8 +127,8 @@ class InsecureDealer:
                 "InsecureDealer gives every party all shares and the MAC key; "
                 "construct it with allow_insecure=True (tests and benchmarks only)"
             )
-        if not isinstance(n_parties, int) or n_parties < 1 or not isinstance(party_id, int):
-            raise ConfigError("invalid party count")
+        check_int(n_parties, "n_parties", lo=1, message="invalid party count")
+        check_int(party_id, "party_id", message="invalid party count")
         if not 0 <= party_id < n_parties:
             raise ConfigError(f"party id {party_id} not in [0, {n_parties})")
         if not isinstance(seed, (bytes, bytearray)) or len(seed) != SEED_BYTES:
@@ -217,8 +218,7 @@ class InsecureDealer:
 
     def input_masks(self, owner: int, shape: tuple[int, ...]) -> InputMask:
         """Masks for inputs of party ``owner``; the owner also gets ``r mod 2^64``."""
-        if not isinstance(owner, int) or not 0 <= owner < self._n:
-            raise ConfigError(f"owner {owner} not in [0, {self._n})")
+        check_int(owner, "owner", lo=0, hi=self._n - 1, message=f"owner {owner} not in [0, {self._n})")
         mask, value = self._take(f"input_masks/{owner}", shape, lambda c: self._gen_masks(c, owner))
         return InputMask(_shaped(mask, shape), None if value is None else np.asarray(value).reshape(shape))
 
@@ -406,15 +406,11 @@ def _bit_major(column: AuthShare | np.ndarray | None, count: int, width: int) ->
 
 
 def _count_arg(count: int) -> int:
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-        raise ConfigError("count must be a non-negative integer")
-    return int(count)
+    return check_int(count, "count", lo=0, numpy=True)
 
 
 def _frac(frac_bits: int) -> int:
-    if isinstance(frac_bits, bool) or not isinstance(frac_bits, (int, np.integer)) or not 0 < frac_bits < 63:
-        raise ConfigError("frac_bits must be an integer in [1, 62]")
-    return int(frac_bits)
+    return check_int(frac_bits, "frac_bits", lo=1, hi=62, numpy=True)
 
 
 def _shaped(column: AuthShare | np.ndarray | None, shape: tuple[int, ...]) -> AuthShare:

@@ -64,6 +64,7 @@ import numpy as np
 
 from mpc import fixedpoint
 from mpc import ring128 as r128
+from mpc.checks import check_int
 from mpc.errors import AbortError, ConfigError, ProtocolViolation
 from mpc.ring import encode_int
 from mpc.ring128 import Z128
@@ -124,10 +125,8 @@ class Engine:
         f = fixedpoint.check_frac_bits(frac_bits)
         if f == 0:
             raise ConfigError("frac_bits must be at least 1")
-        if not isinstance(check_every, int) or check_every < 1:
-            raise ConfigError("check_every must be a positive integer")
-        if not isinstance(relay_min, int) or relay_min < 1:
-            raise ConfigError("relay_min must be a positive integer")
+        check_int(check_every, "check_every", lo=1)
+        check_int(relay_min, "relay_min", lo=1)
         self.session = session.child("spdz")
         self.prep = preprocessing
         self.frac_bits = f
@@ -241,9 +240,8 @@ class Engine:
         """The generator of a truncation by ``bits`` (``frac_bits`` by default, else in [1, 62])."""
         if bits is None:
             return self.truncate_steps
-        if isinstance(bits, bool) or not isinstance(bits, int) or not 0 < bits < 63:
-            raise ConfigError("truncation bits must be an integer in [1, 62]")
-        return lambda z: self.truncate_steps(z, bits)
+        b = check_int(bits, "truncation bits", lo=1, hi=62)
+        return lambda z: self.truncate_steps(z, b)
 
     # -- the scheduler ------------------------------------------------------------------------
 

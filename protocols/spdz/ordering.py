@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 from protocols.spdz import compare as cmp
 from protocols.spdz.array import SecretArray, concatenate, where
@@ -177,9 +178,8 @@ Track = Literal["none", "index", "one_hot"]
 def _to_last(x: SecretArray, axis: int | None) -> SecretArray:
     if axis is None:
         return x.reshape(-1)
-    if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
-        raise ConfigError(f"axis {axis} out of range for {x.ndim} dimensions")
-    ax = int(axis) % x.ndim
+    bad = f"axis {axis} out of range for {x.ndim} dimensions"
+    ax = check_int(axis, "axis", lo=-x.ndim, hi=x.ndim - 1, numpy=True, message=bad) % x.ndim
     order = [i for i in range(x.ndim) if i != ax] + [ax]
     return x.transpose(order) if order != list(range(x.ndim)) else x
 

@@ -44,6 +44,7 @@ from typing import Iterable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from mpc.checks import check_int
 from mpc.errors import ConfigError
 from protocols.spdz.shares import AuthShare
 
@@ -124,9 +125,7 @@ class ComparisonMask:
 
 
 def _count(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ConfigError(f"{what} must be a non-negative integer")
-    return int(value)
+    return check_int(value, what, lo=0, numpy=True)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any, Awaitable
 import numpy as np
 
 from mpc import ring128 as r128
+from mpc.checks import check_int
 from mpc.errors import AbortError, ConfigError, PreprocessingExhausted
 from mpc.session import Session
 from protocols.spdz.preprocessing import InputMask, Requirements, TruncationPair, Triple, shape_size
@@ -49,9 +50,7 @@ _TRUNC_RANDOM = "_truncation_random"  # ... and the random high halves of trunca
 
 
 def _frac(frac_bits: Any) -> int:
-    if isinstance(frac_bits, bool) or not isinstance(frac_bits, (int, np.integer)) or not 0 < frac_bits < 63:
-        raise ConfigError("frac_bits must be an integer in [1, 62]")
-    return int(frac_bits)
+    return check_int(frac_bits, "frac_bits", lo=1, hi=62, numpy=True)
 
 
 class DealerFreePreprocessing:
@@ -75,12 +74,9 @@ class DealerFreePreprocessing:
         lanes: int = DEFAULT_LANES,
         behaviour: Behaviour | None = None,
     ) -> None:
-        if isinstance(tau, bool) or not isinstance(tau, int) or tau < MIN_TAU:
-            raise ConfigError(f"tau must be an integer >= {MIN_TAU}")
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ConfigError("batch must be a positive integer")
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= 8:
-            raise ConfigError("lanes must be an integer in [1, 8]")
+        check_int(tau, "tau", lo=MIN_TAU)
+        check_int(batch, "batch", lo=1)
+        check_int(lanes, "lanes", lo=1, hi=8)
         self._session = session
         self._key = np.asarray(key_share, dtype=np.uint64).reshape(())
         self.store_id = bytes(store_id)
@@ -178,8 +174,7 @@ class DealerFreePreprocessing:
 
     def input_masks(self, owner: int, shape: tuple[int, ...]) -> InputMask:
         """Masks for inputs of ``owner``; the owner also gets ``r mod 2^64``."""
-        if not isinstance(owner, int) or not 0 <= owner < self.n_parties:
-            raise ConfigError(f"owner {owner} not in [0, {self.n_parties})")
+        check_int(owner, "owner", lo=0, hi=self.n_parties - 1, message=f"owner {owner} not in [0, {self.n_parties})")
         shape = tuple(shape)
         if shape_size(shape) == 0:
             empty = np.zeros(shape, dtype=np.uint64) if owner == self.party_id else None

@@ -645,3 +645,11 @@ def test_security_mode_is_checked(seed: bytes) -> None:
         return None
 
     run_local(prog, [None, None])
+
+
+def test_bools_are_refused_where_integers_were_only_isinstance_checked(seed: bytes) -> None:
+    # sites that used to accept True as 1 (a latent bug the shared check closes)
+    with pytest.raises(ConfigError):
+        InsecureDealer(True, 2, seed, allow_insecure=True)
+    with pytest.raises(ConfigError):
+        InsecureDealer(0, 2, seed, allow_insecure=True).input_masks(True, (1,))
