@@ -16,13 +16,11 @@ bits dropped; here ``l + k <= 64``):
 1. *Mask* (one round). With a provider of comparison masks (the engine's
    :class:`~protocols.spdz.preprocessing.ComparisonMask`: ``[r] = [sum_i 2^i r_i + 2^64 t]``
    with the bits and their pair products), ``r`` itself: its bits ``l .. l + k - 1`` are the
-   window ``R`` and their pair products come with it. Otherwise it is composed: from a
-   truncation pair for ``l`` bits, ``[r_low] = [r] - 2^l [r' >> l] - 2^63 [r_63]`` is uniform
-   in ``[0, 2^l)`` (plus bits at and above 2^64, which only the MACs see); with ``k`` random
-   bits ``[R_i]`` and a random value ``[t]``: ``[mask] = [r_low] + 2^l sum_i 2^i [R_i] +
-   2^(l + k) [t]``, and the ``k / 2`` chunk products ``[R_2j R_2j+1]`` are multiplied in the
-   same round. Open ``c = z + mask`` (uniform in Z_2^128: every bit range is masked by an
-   independent uniform part).
+   window ``R`` and their pair products come with it. Otherwise it is composed the same way
+   from 64 random bits ``[b_i]`` and a random value ``[t]``: ``[mask] = sum_i 2^i [b_i] +
+   2^64 [t]``, and the ``k / 2`` chunk products ``[R_2j R_2j+1]`` of the window's bits are
+   multiplied in the same round. Open ``c = z + mask`` (uniform in Z_2^128: every bit range
+   is masked by an independent uniform part).
 2. *Windows*. For each public threshold ``T`` (at scale ``2^s``), the window
    ``c_T = ((c - T) >> l) mod 2^k`` is public, and ``(c_T - R) mod 2^k`` equals
    ``floor((z - T) / 2^l) + e mod 2^k`` with a carry ``e`` in {0, 1} (``Pr[e = 1]`` is the
@@ -44,8 +42,8 @@ output; nothing about ``z`` leaks.
 
 Cost per element for ``T`` thresholds (here ``T = 2``, ``k = 16``): ``1 + log2(k / 2) = 4``
 rounds; with comparison masks, one mask and ``11 T`` triples, bytes sent per party to each
-peer ``16 (1 + 22 T)``; without, ``k`` bits, one random value, one truncation pair (``l``
-bits) and ``8 + 11 T`` triples, ``16 (17 + 22 T)`` bytes (:func:`window_cost`). The engine's
+peer ``16 (1 + 22 T)``; without, 64 bits, one random value and ``8 + 11 T`` triples,
+``16 (17 + 22 T)`` bytes (:func:`window_cost`). The engine's
 exact LTZ costs 89 triples (or 57 and a mask) per test and 6 rounds.
 
 The clipped sigmoid (:func:`sigmoid_clip`, :func:`sigmoid_clip_steps`) is
@@ -63,9 +61,8 @@ MAC-checked with the rest before any output. The truncation that makes ``u`` sha
 test's mask (:func:`_shared_truncation`): its opening is the test's ``c`` (plus the public
 ``2^62``), so it costs no opened value and no pair of its own. Cost per element
 (:func:`sigmoid_clip_cost`): the test's, less its last level (2 triples), plus 9 triples and
-2 random values (a composed mask takes ``l - (s - f + 2)`` more bits but a truncation pair
-for ``s - f + 2`` bits instead of ``l``); 61 opened values (16 more without comparison masks)
-instead of the 48 of the test, the truncation and the product.
+2 random values; 61 opened values (16 more without comparison masks) instead of the 48 of the
+test, the truncation and the product.
 """
 
 from __future__ import annotations
@@ -182,14 +179,12 @@ def window_cost(count: int, thresholds: int, low_bits: int, k: int = WINDOW_BITS
 
     With a provider of ``comparison_masks`` (``prep``), step 1 takes one comparison mask per
     element (its bits ``l .. l + k - 1`` and their pair products are the window); otherwise
-    ``k`` bits, ``k / 2`` triples, a random value and a truncation pair for ``l`` bits.
+    64 bits, a random value and ``k / 2`` triples (the window's pair products).
     """
     tree = thresholds * sum(_tree_levels(k // 2)) * count
     if _uses_comparison_masks(prep, low_bits, k):
         return Requirements(triples=tree, comparison_masks=count)
-    return Requirements(
-        triples=tree + (k // 2) * count, bits=k * count, random_values=count, truncation_pairs={low_bits: count}
-    )
+    return Requirements(triples=tree + (k // 2) * count, bits=cmp.K * count, random_values=count)
 
 
 def window_steps(
@@ -229,14 +224,14 @@ def _mask_open(
     giving ``c`` (uint64 ``(m,)``), the window's bit rows ``r0``, ``r1`` (bits ``2j`` and
     ``2j + 1`` of each chunk, ``(k / 2, m)``) and their products ``q``; and, if
     ``trunc_bits`` is given, a truncation pair for ``trunc_bits`` whose ``r`` is the mask
-    itself (:func:`_shared_truncation`). That needs every bit of the mask from ``trunc_bits``
-    up to 63 as a shared bit: a comparison mask has them all; a composed one is then built
-    from a truncation pair for ``trunc_bits`` (not ``low_bits``), ``low_bits - trunc_bits``
-    more bits and the window's, which must reach bit 63 (``low_bits + k = 64``).
+    itself (:func:`_shared_truncation`). Both kinds of mask have every bit of their low 64 as
+    a shared bit: a comparison mask, or, from a provider without them, ``sum_i 2^i [b_i] +
+    2^64 [t]`` from 64 random bits and a random value (whose pair products of the window's
+    bits are multiplied in this round).
     """
     m = flat.size
-    if trunc_bits is not None and not 0 < trunc_bits <= low_bits:
-        raise ConfigError("the shared truncation needs 0 < trunc_bits <= low_bits")
+    if trunc_bits is not None and not 0 < trunc_bits < cmp.K - 1:
+        raise ConfigError("the shared truncation needs 0 < trunc_bits < 63")
     if _uses_comparison_masks(prep, low_bits, k):
         source = cmp.mask_source(prep)
         cm = source(m)  # type: ignore[misc]
@@ -251,15 +246,10 @@ def _mask_open(
 
         shared = None if trunc_bits is None else _shared_truncation(cm.value, cm.bits[trunc_bits:], trunc_bits)
         return [sh.add(flat, cm.value)], read_masked, shared
-    if trunc_bits is not None and low_bits + k != cmp.K:
-        raise ConfigError("a composed mask shares its truncation only with a window ending at bit 63")
-    base = low_bits if trunc_bits is None else trunc_bits
-    pair = prep.truncation_pairs((m,), base)
-    r_low = sh.sub(sh.sub(pair.r, sh.shl(pair.r_high, base)), sh.shl(pair.r_msb, 63))  # uniform in [0, 2^base)
-    bits = prep.bits((low_bits - base + k, m))  # bits base .. low_bits - 1, then the window's
+    bits = prep.bits((cmp.K, m))  # every bit of the mask's low 64, shared
     high = prep.random_values((m,))
-    mask = sh.add(sh.add(r_low, sh.shl(_weighted(bits), base)), sh.shl(high, low_bits + k))
-    window = bits[low_bits - base :]
+    mask = sh.add(_weighted(bits), sh.shl(high, cmp.K))
+    window = bits[low_bits : low_bits + k]
     b0, b1 = window[0::2], window[1::2]
     products = cmp.multiply_steps(prep, [b0], [b1])
     opens = next(products)
@@ -268,7 +258,7 @@ def _mask_open(
         (q_composed,) = _finish(products, opened[1:])
         return opened[0].lo.reshape(m), b0, b1, q_composed
 
-    shared = None if trunc_bits is None else _shared_truncation(mask, bits, trunc_bits)
+    shared = None if trunc_bits is None else _shared_truncation(mask, bits[trunc_bits:], trunc_bits)
     return [sh.add(flat, mask), *opens], read_composed, shared
 
 
@@ -441,18 +431,14 @@ def sigmoid_clip_cost(count: int, scale_bits: int, frac_bits: int, prep: object 
 
     The window test's (two thresholds) less its last carry level, whose place the fused level
     takes (two product tuples and one triple per element); no truncation pair for ``u``: it
-    shares the window's mask. A composed mask (no comparison masks) is built on a truncation
-    pair for ``s - f + 2`` bits and ``l - (s - f + 2)`` more bits instead of one for ``l``.
+    shares the window's mask.
     """
     low = scale_bits - DROPPED_BELOW
-    trunc = scale_bits - frac_bits + 2
     tree = 2 * (sum(_tree_levels(k // 2)) - 1) * count
     fused = Requirements(triples=tree + (2 * TUPLE_TRIPLES + 1) * count, random_values=2 * count)
     if _uses_comparison_masks(prep, low, k):
         return fused + Requirements(comparison_masks=count)
-    return fused + Requirements(
-        triples=(k // 2) * count, bits=(k + low - trunc) * count, random_values=count, truncation_pairs={trunc: count}
-    )
+    return fused + Requirements(triples=(k // 2) * count, bits=cmp.K * count, random_values=count)
 
 
 TUPLE_TRIPLES = 4
@@ -532,9 +518,8 @@ def sigmoid_clip_steps(
     the truncation's opening for ``u``, :func:`_shared_truncation`) and the tuples' own Beaver
     masks; (2, 3) two carry levels; (4) the tuples' and one triple's masks. The plain
     composition (window test, then the bit product) takes 5. Opened per element: ``1 + 12``
-    (``+ 16`` without comparison masks), ``2 (14 + 6)`` and ``8`` values. Needs the window
-    to end at bit 63 (``scale_bits = 52`` with ``k = 16``) when the provider has no
-    comparison masks. Same security as the window test: every opened value is a
+    (``+ 16`` without comparison masks), ``2 (14 + 6)`` and ``8`` values. Same security
+    as the window test: every opened value is a
     uniformly masked Beaver or truncation opening, MAC-checked with the rest before any output.
     """
     if k % 2 or k < 4:

@@ -70,11 +70,14 @@ noise is exact integers times ``m`` (relative rounding of the scale below ``2^-2
 
 Cost per batch of ``b`` rows (``d1 = d + 1``): 8 rounds (matrix product, the 4-round window
 test in parallel with one truncation, ``b1 b2``, ``(b2 - b1 b2) u``, the backward product).
-Bytes per party to each peer: those of ``logreg`` (``16 (b d1 + d1) + 16 (45 b) + 16 b +
-16 (2 b) + 16 (d1 b + b)``) plus ``32 b`` for the product ``b1 b2``; the noise is local.
-Preprocessing per batch (:func:`dp_requirements`, exact): that of ``logreg``, ``b`` more
-triples, and ``K d1`` bits (the noise; none when ``sigma = 0``); per row ``d1 + 1`` input
-masks at its owner; ``d1`` truncation pairs once at the end; no standardization.
+Bytes per party to each peer: ``16 (b d1 + d1) + 16 (45 b) + 16 b + 16 (2 b) + 16 (d1 b +
+b)`` (forward product, window test, truncation, the product by ``u``, backward product) plus
+``32 b`` for the product ``b1 b2``; the noise is local. (Not the fused sigmoid of
+``logreg``: the bound of step 2 needs ``b1 b2`` first.) Preprocessing per batch
+(:func:`dp_requirements`, exact): 2 matrix triples, the window test's
+(:func:`~protocols.ml.activation.window_cost`), ``2 b`` triples, ``b`` truncation pairs and
+``K d1`` bits (the noise; none when ``sigma = 0``); per row ``d1 + 1`` input masks at its
+owner; ``d1`` truncation pairs once at the end; no standardization.
 
 Papers: Abadi et al., "Deep Learning with Differential Privacy" (CCS 2016: DP-SGD);
 Agarwal et al., "cpSGD" (NeurIPS 2018: the binomial mechanism); Mohassel, Zhang, "SecureML"

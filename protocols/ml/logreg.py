@@ -76,8 +76,8 @@ the product tuples' own masks, two carry levels, the fused level; backward produ
 for ``b = 64, d = 30`` (16 kB more per batch without comparison masks; half in the engine's
 passive mode). Preprocessing per batch (:func:`train_requirements`, exact): 2 matrix triples
 (``(b, d1, 1)``, ``(d1, b, 1)``), ``29 b`` triples, ``2 b`` random values and ``b``
-comparison masks (or ``37 b`` triples, ``(f + 10) b`` bits, ``3 b`` random values and ``b``
-truncation pairs for ``54 - f`` bits); ``d1`` truncation pairs once at the end.
+comparison masks (or ``37 b`` triples, ``64 b`` bits and ``3 b`` random values); ``d1``
+truncation pairs once at the end.
 
 Papers: Mohassel, Zhang, "SecureML" (S&P 2017: fixed-point SGD on shares, the clipped linear
 activation); Cramer et al., "SPDZ2k" (CRYPTO 2018); Damgard et al., "New Primitives for
