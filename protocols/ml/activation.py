@@ -85,7 +85,6 @@ from protocols.spdz.shares import AuthShare
 __all__ = [
     "WINDOW_BITS",
     "DROPPED_BELOW",
-    "below_thresholds",
     "window_steps",
     "window_cost",
     "sigmoid_clip",
@@ -393,49 +392,35 @@ def _carry_levels(prep: SpdzPreprocessing, gp: Z128, level: int, stop: int) -> G
     return gp
 
 
-def below_thresholds(z: SecretArray, thresholds: Sequence[float], scale_bits: int) -> SecretArray:
-    """``[z < T]`` (0/1 integers, stacked on a new leading axis) for a ``z`` held at scale ``2^scale_bits``.
-
-    ``z`` is an integer secret array holding ``v * 2^scale_bits``; thresholds are reals. See
-    the module docstring for the window and its error.
-    """
-    low = scale_bits - DROPPED_BELOW
-    if low < 1:
-        raise ConfigError("the scale is too small for the window")
-    eng = z.engine
-    ts = [int(round(t * 2.0**scale_bits)) for t in thresholds]
-
-    def steps(value: Any) -> Steps:
-        return window_steps(eng.prep, eng.party_id, eng.key_share, value, ts, low)
-
-    return eng.interactive(steps, [z], (len(ts), *z.shape), 0)
-
-
-def sigmoid_clip(z: SecretArray, scale_bits: int) -> SecretArray:
+def sigmoid_clip(z: SecretArray, scale_bits: int, *, bounded: bool = False) -> SecretArray:
     """``clip(z / 4 + 1/2, 0, 1)`` (fixed point) of an integer array ``z`` at scale ``2^scale_bits``.
 
-    Four rounds (:func:`sigmoid_clip_steps`); preprocessing :func:`sigmoid_clip_cost`.
+    Four rounds, five if ``bounded`` (:func:`sigmoid_clip_steps`); preprocessing
+    :func:`sigmoid_clip_cost`.
     """
     eng = z.engine
     if scale_bits - DROPPED_BELOW < 1 or scale_bits - eng.frac_bits + 2 > 62:
         raise ConfigError("the scale does not fit the window and the truncation")
 
     def steps(value: Any) -> Steps:
-        return sigmoid_clip_steps(eng.prep, eng.party_id, eng.key_share, value, scale_bits, eng.frac_bits)
+        return sigmoid_clip_steps(eng.prep, eng.party_id, eng.key_share, value, scale_bits, eng.frac_bits, bounded=bounded)
 
     return eng.interactive(steps, [z], z.shape, eng.frac_bits)
 
 
-def sigmoid_clip_cost(count: int, scale_bits: int, frac_bits: int, prep: object = None, k: int = WINDOW_BITS) -> Requirements:
+def sigmoid_clip_cost(
+    count: int, scale_bits: int, frac_bits: int, prep: object = None, k: int = WINDOW_BITS, *, bounded: bool = False
+) -> Requirements:
     """Preprocessing of :func:`sigmoid_clip_steps` for ``count`` elements (exact).
 
     The window test's (two thresholds) less its last carry level, whose place the fused level
     takes (two product tuples and one triple per element); no truncation pair for ``u``: it
-    shares the window's mask.
+    shares the window's mask. ``bounded``: one more triple per element.
     """
     low = scale_bits - DROPPED_BELOW
     tree = 2 * (sum(_tree_levels(k // 2)) - 1) * count
-    fused = Requirements(triples=tree + (2 * TUPLE_TRIPLES + 1) * count, random_values=2 * count)
+    extra = 2 if bounded else 1
+    fused = Requirements(triples=tree + (2 * TUPLE_TRIPLES + extra) * count, random_values=2 * count)
     if _uses_comparison_masks(prep, low, k):
         return fused + Requirements(comparison_masks=count)
     return fused + Requirements(triples=(k // 2) * count, bits=cmp.K * count, random_values=count)
@@ -507,6 +492,7 @@ def sigmoid_clip_steps(
     scale_bits: int,
     frac_bits: int,
     k: int = WINDOW_BITS,
+    bounded: bool = False,
 ) -> Steps:
     """``s = clip(z / 4 + 1/2, 0, 1)`` at ``frac_bits`` for ``z`` at scale ``2^scale_bits``, in 4 rounds.
 
@@ -521,6 +507,15 @@ def sigmoid_clip_steps(
     (``+ 16`` without comparison masks), ``2 (14 + 6)`` and ``8`` values. Same security
     as the window test: every opened value is a
     uniformly masked Beaver or truncation opening, MAC-checked with the rest before any output.
+
+    ``bounded``: ``s`` stays in ``[0, 1]`` (up to the fixed-point error) for *any* ``z``, also
+    outside the window's range, where the two tests may give the impossible pair ``b1 = 1,
+    b2 = 0`` (DP-SGD needs this bound whatever rows a coalition inputs): ``s = (1 - b1) w``
+    with ``w = b2 u + 1 - b2``. The fused level then computes ``w`` and ``b1`` (the same tuples),
+    and one more round multiplies them: 5 rounds, 2 more opened values and 1 more triple per
+    element. ``s`` is ``u`` only when ``b1 = 0`` and ``b2 = 1``, i.e. when ``z`` read as a
+    signed 64-bit integer lies in ``[-2, 2)`` (up to ``2^-4``), where ``u`` is in range;
+    otherwise it is 0 or 1.
     """
     if k % 2 or k < 4:
         raise ConfigError("the fused sigmoid needs an even window of at least 4 bits")
@@ -540,16 +535,25 @@ def sigmoid_clip_steps(
     gp = _window_leaves(party_id, key_share, c, r0, r1, q, ts, low, k)
     gp = yield from _carry_levels(prep, gp, k // 2, stop=2)  # rows: L, G, (unused), P
     lg, hg, hp = (AuthShare._of(gp[:, row].reshape(2, 2, m)) for row in (0, 1, 3))
-    diff = sh.sub(hg[1], hg[0])  # G2 - G1
+    # unbounded: (G2 - G1) u; bounded: G2 u (for w = b2 u + 1 - b2)
+    left = hg[1] if bounded else sh.sub(hg[1], hg[0])
     triple = prep.triples((m,))
     u2 = u.broadcast_to((2, m))
-    opened = yield [sh.sub(hp, tup.a), sh.sub(lg, tup.b), sh.sub(u2, tup.c), *online.beaver_masks(diff, u, triple)]
+    opened = yield [sh.sub(hp, tup.a), sh.sub(lg, tup.b), sh.sub(u2, tup.c), *online.beaver_masks(left, u, triple)]
     d, e, f = (v.lo.reshape(2, m) for v in opened[:3])
-    # P2 L2 u - P1 L1 u - 2^f P2 L2 (the tuples' forms), then + (G2 - G1) u + 2^f (1 - G2)
+    lu = online.beaver_product("mul", opened[3], opened[4], left, triple)
     unit = np.uint64(1 << frac_bits)
-    w3 = np.array([-1, 1], dtype=np.int64).view(np.uint64)  # - P1 L1 u + P2 L2 u
-    w2 = np.array([0, -(1 << frac_bits)], dtype=np.int64).view(np.uint64)  # - 2^f P2 L2
-    forms, public = _tuple_forms(tup, d, e, f, w3, w2)
-    du = online.beaver_product("mul", opened[3], opened[4], diff, triple)
-    s = sh.sub(sh.add(du, forms), sh.shl(hg[1], frac_bits))
-    return sh.add_public(s, public + unit, party_id, key_share).reshape(shape)
+    top = np.array([0, -(1 << frac_bits)], dtype=np.int64).view(np.uint64)  # - 2^f P2 L2
+    if not bounded:
+        # P2 L2 u - P1 L1 u - 2^f P2 L2 (the tuples' forms), then + (G2 - G1) u + 2^f (1 - G2)
+        forms, public = _tuple_forms(tup, d, e, f, np.array([-1, 1], dtype=np.int64).view(np.uint64), top)
+        s = sh.sub(sh.add(lu, forms), sh.shl(hg[1], frac_bits))
+        return sh.add_public(s, public + unit, party_id, key_share).reshape(shape)
+    # w = b2 u + 1 - b2 = G2 u + P2 L2 u - 2^f (G2 + P2 L2) + 2^f; b1 = G1 + P1 L1
+    forms, public = _tuple_forms(tup, d, e, f, np.array([0, 1], dtype=np.uint64), top)
+    w = sh.add_public(sh.sub(sh.add(lu, forms), sh.shl(hg[1], frac_bits)), public + unit, party_id, key_share)
+    forms, public = _tuple_forms(tup, d, e, f, np.zeros(2, dtype=np.uint64), np.array([1, 0], dtype=np.uint64))
+    b1 = sh.add_public(sh.add(hg[0], forms), public, party_id, key_share)
+    triple = prep.triples((m,))  # s = (1 - b1) w: 0 below -2 whatever b2 says
+    dd, ee = yield list(online.beaver_masks(b1, w, triple))
+    return sh.sub(w, online.beaver_product("mul", dd, ee, b1, triple)).reshape(shape)

@@ -18,11 +18,12 @@ coalition of parties, including all but one:
    :func:`~protocols.ml.activation.sigmoid_clip` is ``(b2 - b1) u + 1 - b2`` with ``b1 = [z <
    -2]``, ``b2 = [z < 2]`` and ``u = z / 4 + 1/2``; a logit outside the fixed-point range
    (``|z| >= 2^10``; a coalition can push the weights there with rows of its own) may give the
-   impossible pair ``b1 = 1, b2 = 0`` and an unbounded activation ``1 - u``. Here ``s = b2 (1 -
-   b1) u + 1 - b2`` (one more product, one more round): ``b2 (1 - b1) = 1`` only if ``z`` read
-   as a signed 64-bit integer lies in ``[-2, 2)`` (up to ``2^-4``; neither test can wrap
-   there), where ``u`` is in range; otherwise ``s`` is 0 or 1. So the bound of step 1 holds for
-   every honest row against any inputs of the coalition.
+   impossible pair ``b1 = 1, b2 = 0`` and an unbounded activation ``1 - u``. Here ``s = (1 -
+   b1) (b2 u + 1 - b2)`` (``sigmoid_clip(..., bounded=True)``: one more product, one more
+   round): ``s = u`` only if ``b1 = 0`` and ``b2 = 1``, i.e. if ``z`` read as a signed 64-bit
+   integer lies in ``[-2, 2)`` (up to ``2^-4``; neither test can wrap there), where ``u`` is
+   in range; otherwise ``s`` is 0 or 1. So the bound of step 1 holds for every honest row
+   against any inputs of the coalition.
 3. *Noise that no party knows.* For every step and every coordinate of the summed batch
    gradient, ``K`` of the engine's preprocessed random bits (``bits``, MAC-authenticated,
    uniform and unknown to any coalition missing one party) are summed locally: ``sum - K / 2``
@@ -68,16 +69,13 @@ Fixed-point error: as :mod:`protocols.ml.logreg` (weights within ~5e-4 of float 
 the same clipped rows over the tests' steps, activation within ``2^-6`` near ``z = +-2``); the
 noise is exact integers times ``m`` (relative rounding of the scale below ``2^-20``).
 
-Cost per batch of ``b`` rows (``d1 = d + 1``): 8 rounds (matrix product, the 4-round window
-test in parallel with one truncation, ``b1 b2``, ``(b2 - b1 b2) u``, the backward product).
-Bytes per party to each peer: ``16 (b d1 + d1) + 16 (45 b) + 16 b + 16 (2 b) + 16 (d1 b +
-b)`` (forward product, window test, truncation, the product by ``u``, backward product) plus
-``32 b`` for the product ``b1 b2``; the noise is local. (Not the fused sigmoid of
-``logreg``: the bound of step 2 needs ``b1 b2`` first.) Preprocessing per batch
-(:func:`dp_requirements`, exact): 2 matrix triples, the window test's
-(:func:`~protocols.ml.activation.window_cost`), ``2 b`` triples, ``b`` truncation pairs and
-``K d1`` bits (the noise; none when ``sigma = 0``); per row ``d1 + 1`` input masks at its
-owner; ``d1`` truncation pairs once at the end; no standardization.
+Cost per batch of ``b`` rows (``d1 = d + 1``): 7 rounds (matrix product, the 5-round bounded
+sigmoid of :func:`~protocols.ml.activation.sigmoid_clip_steps`, the backward product). Bytes
+per party to each peer: ``16 (b d1 + d1) + 16 (63 b) + 16 (d1 b + b)``; the noise is local.
+Preprocessing per batch (:func:`dp_requirements`, exact): 2 matrix triples, the bounded
+sigmoid's (:func:`~protocols.ml.activation.sigmoid_clip_cost`) and ``K d1`` bits (the noise;
+none when ``sigma = 0``); per row ``d1 + 1`` input masks at its owner; ``d1`` truncation
+pairs once at the end; no standardization.
 
 Papers: Abadi et al., "Deep Learning with Differential Privacy" (CCS 2016: DP-SGD);
 Agarwal et al., "cpSGD" (NeurIPS 2018: the binomial mechanism); Mohassel, Zhang, "SecureML"
@@ -97,7 +95,7 @@ from mpc.checks import check_int
 from mpc.errors import ConfigError
 from mpc.session import Session
 from protocols import spdz
-from protocols.ml.activation import DROPPED_BELOW, below_thresholds, window_cost
+from protocols.ml.activation import sigmoid_clip, sigmoid_clip_cost
 from protocols.ml.data import batch_order, batches
 from protocols.ml.fixed import raw_product, reinterpret, truncate
 from protocols.ml.logreg import (
@@ -307,10 +305,7 @@ def _dp_step(
 ) -> SecretArray:
     """``w - (lr / |B|) (X_B^T (act(X_B w) - y_B) + noise)`` with the robust activation (recorded)."""
     z = raw_product("matmul", xb, w)  # scale Z_SCALE
-    lt = below_thresholds(z, [-2.0, 2.0], Z_SCALE)  # [z < -2], [z < 2]
-    u = truncate(z, Z_SCALE - scales.f + 2) + 0.5  # z / 4 + 1/2 (fixed point)
-    inside = lt[1] - raw_product("mul", lt[0], lt[1])  # b2 (1 - b1): 1 only for z in [-2, 2)
-    s = inside * u + (1 - lt[1])
+    s = sigmoid_clip(z, Z_SCALE, bounded=True)  # (1 - b1) (b2 u + 1 - b2): in [0, 1] for any z
     g = raw_product("matmul", xb.T, s - yb)  # scale x_bits + f
     if noise is not None:
         g = g + noise
@@ -444,6 +439,6 @@ def dp_requirements(
         for idx in batches(order, params.batch_size):
             b = idx.size
             need += Requirements(matrix_triples={(b, d1, 1): 1, (d1, b, 1): 1})
-            need += window_cost(b, 2, Z_SCALE - DROPPED_BELOW, prep=prep)
-            need += Requirements(triples=2 * b, truncation_pairs={Z_SCALE - f + 2: b}, bits=k * d1)
+            need += sigmoid_clip_cost(b, Z_SCALE, f, prep=prep, bounded=True)
+            need += Requirements(bits=k * d1)
     return need + reveal_cost(d1, receivers, n)

@@ -110,7 +110,7 @@ def test_no_noise_equals_plain_training_on_clipped_rows(seed: bytes, n: int, rec
     w_plain = train_plain_clipped(xtr, ytr, _params(epochs=2), 1.0)
     for j, out in enumerate(outs):
         assert out["left"] == 0  # dp_requirements is exact
-        assert out["rounds"] == [8 * 8, 8 * 8]  # 8 batches of 8 rounds
+        assert out["rounds"] == [8 * 7, 8 * 7]  # 8 batches of 7 rounds
         assert out["progress"] == [0.5, 1.0]
         assert out["eps"] == math.inf
         assert (out["w"] is not None) == (j in receivers)
@@ -172,7 +172,7 @@ def test_noisy_training_stays_accurate(seed: bytes) -> None:
     xtr, xte, ytr, yte = scaled_breast_cancer()
     outs = run_local(prog_dp, _inputs(3, seed, 1.0, [0], params={"epochs": 2}))
     params = _params(epochs=2)
-    assert outs[0]["left"] == 0 and outs[0]["rounds"] == [8 * 8, 8 * 8]
+    assert outs[0]["left"] == 0 and outs[0]["rounds"] == [8 * 7, 8 * 7]
     eps = planned_epsilon(params, xtr.shape[0], 64, 1.0, DELTA)
     assert all(o["eps"] == eps for o in outs)
     w, w_plain = outs[0]["w"], train_plain_clipped(xtr, ytr, params, 1.0)

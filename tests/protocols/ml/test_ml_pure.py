@@ -188,3 +188,27 @@ def test_fused_clip_sigmoid_against_numpy(seed: bytes, prg: PRG, masks: bool, n:
     assert np.max(np.abs(got - want)) <= 2.0**-6 + 2.0**-f  # within 2^-4 of +-2: either side
     for d in dealers:
         assert sum(d.remaining().values()) == 0  # sigmoid_clip_cost is exact
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_bounded_clip_sigmoid_stays_in_range_for_any_logit(seed: bytes, prg: PRG, n: int) -> None:
+    scale, f = Z_SCALE, 16
+    inside = np.concatenate([uniform(prg, (100,), -6, 6), [-2.0, 2.0, 1.99, -2.07]])
+    raw_in = np.rint(inside * 2.0**scale).astype(np.int64)
+    # far outside the window's range (|z| >= 2^11): the tests may give any pair of bits there
+    raw_out = (prg.uint64((200,)) | np.uint64(1 << 62)).view(np.int64) * np.where(prg.bits((200,)) == 1, 1, -1)
+    raw = r128.from_i64(np.concatenate([raw_in, raw_out]))
+    need = sigmoid_clip_cost(raw.size, scale, f, prep=InsecureDealer, bounded=True)
+    dealers = [InsecureDealer(i, n, seed, allow_insecure=True, capacity=need) for i in range(n)]
+    alpha = r128.from_int(mac_key(dealers))
+    shares = [AuthShare.from_parts(raw, r128.mul(raw, alpha))]
+    shares += [AuthShare.from_parts(r128.zeros(raw.shape), r128.zeros(raw.shape)) for _ in range(n - 1)]
+    gens = [sigmoid_clip_steps(d, i, d.mac_key_share(), s, scale, f, bounded=True) for i, (d, s) in enumerate(zip(dealers, shares))]
+    results, rounds = drive(gens)
+    assert rounds == 5  # the fused sigmoid and one product by (1 - b1)
+    got = open_checked(results, mac_key(dealers)).view(np.int64) / 2.0**f
+    want = np.clip(inside / 4 + 0.5, 0, 1)
+    assert np.max(np.abs(got[: inside.size] - want)) <= 2.0**-6 + 2.0**-f
+    assert np.all((got >= -(2.0**-f)) & (got <= 1 + 2.0**-f))  # bounded whatever the logit
+    for d in dealers:
+        assert sum(d.remaining().values()) == 0
