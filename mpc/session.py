@@ -37,16 +37,14 @@ class Round:
 
     async def send(self, peer: int, payload: Payload) -> None:
         """Send ``payload`` to party ``peer`` in this round."""
-        if not self._counted:
-            self._count()
+        self._count()
         session = self._session
         session._check_peer(peer)
         await session.channel.send(peer, self.tag, payload)
 
     async def recv(self, peer: int) -> Payload:
         """Receive this round's message from party ``peer``."""
-        if not self._counted:
-            self._count()
+        self._count()
         session = self._session
         session._check_peer(peer)
         return await session.channel.recv(peer, self.tag)
@@ -60,8 +58,7 @@ class Round:
         order), after at most ``len(peers)`` timeouts if the others are slow but alive; a
         receive that fails leaves no other receive of the round pending.
         """
-        if not self._counted:
-            self._count()
+        self._count()
         check, recv, tag = self._session._check_peer, self._session.channel.recv, self.tag
         out: dict[int, Payload] = {}
         for p in peers:

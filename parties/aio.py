@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Coroutine, TypeVar
 
-__all__ = ["run", "loop_name"]
+__all__ = ["run"]
 
 T = TypeVar("T")
 
@@ -26,8 +26,3 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
     return uvloop.run(main)
 
-
-def loop_name() -> str:
-    """The running loop's implementation (``"uvloop"`` or ``"asyncio"``), for logs and benchmarks."""
-    module = type(asyncio.get_running_loop()).__module__
-    return "uvloop" if module.startswith("uvloop") else "asyncio"

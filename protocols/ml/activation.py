@@ -236,29 +236,29 @@ def _mask_open(
         cm = source(m)  # type: ignore[misc]
         if cm.bits.shape != (cmp.K, m) or cm.pair_products.shape != (cmp.CHUNKS, m):
             raise ConfigError("the provider gave comparison masks of the wrong shape")
-        r0 = cm.bits[low_bits : low_bits + k : 2]
-        r1 = cm.bits[low_bits + 1 : low_bits + k : 2]
+        mask, bits = cm.value, cm.bits
+        r0 = bits[low_bits : low_bits + k : 2]
+        r1 = bits[low_bits + 1 : low_bits + k : 2]
         q = cm.pair_products[low_bits // 2 : low_bits // 2 + k // 2]
+        opens: list[AuthShare] = []
 
-        def read_masked(opened: list[Z128]) -> tuple[np.ndarray, AuthShare, AuthShare, AuthShare]:
+        def read(opened: list[Z128]) -> tuple[np.ndarray, AuthShare, AuthShare, AuthShare]:
             return opened[0].lo.reshape(m), r0, r1, q
 
-        shared = None if trunc_bits is None else _shared_truncation(cm.value, cm.bits[trunc_bits:], trunc_bits)
-        return [sh.add(flat, cm.value)], read_masked, shared
-    bits = prep.bits((cmp.K, m))  # every bit of the mask's low 64, shared
-    high = prep.random_values((m,))
-    mask = sh.add(_weighted(bits), sh.shl(high, cmp.K))
-    window = bits[low_bits : low_bits + k]
-    b0, b1 = window[0::2], window[1::2]
-    products = cmp.multiply_steps(prep, [b0], [b1])
-    opens = next(products)
+    else:
+        bits = prep.bits((cmp.K, m))  # every bit of the mask's low 64, shared
+        mask = cmp.compose_mask(bits, prep.random_values((m,)))
+        window = bits[low_bits : low_bits + k]
+        b0, b1 = window[0::2], window[1::2]
+        products = cmp.multiply_steps(prep, [b0], [b1])
+        opens = next(products)
 
-    def read_composed(opened: list[Z128]) -> tuple[np.ndarray, AuthShare, AuthShare, AuthShare]:
-        (q_composed,) = _finish(products, opened[1:])
-        return opened[0].lo.reshape(m), b0, b1, q_composed
+        def read(opened: list[Z128]) -> tuple[np.ndarray, AuthShare, AuthShare, AuthShare]:
+            (q_composed,) = _finish(products, opened[1:])
+            return opened[0].lo.reshape(m), b0, b1, q_composed
 
     shared = None if trunc_bits is None else _shared_truncation(mask, bits[trunc_bits:], trunc_bits)
-    return [sh.add(flat, mask), *opens], read_composed, shared
+    return [sh.add(flat, mask), *opens], read, shared
 
 
 def _weighted(bits: AuthShare) -> AuthShare:

@@ -128,9 +128,6 @@ PIECEWISE_PRODUCTS = 22
 PIECEWISE_TRUNCATIONS = 24
 """Per element, the truncations of the engine's piecewise sigmoid."""
 
-_CLIP_BOUND = 2
-"""The clip activation is linear on ``[-2, 2]`` (``z / 4 + 1/2``)."""
-
 
 @dataclass(frozen=True)
 class TrainParams:
