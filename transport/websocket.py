@@ -36,7 +36,8 @@ exponential backoff. Keepalive pings detect dead connections that TCP does not r
 Dependency: for speed the receive path swaps the connection's stream reader before the first
 byte (:class:`_FrameReader`) and overrides ``process_event``, and small writes serialize their
 websocket frame themselves into the protocol's ``writes`` and call ``send_data`` directly
-(:meth:`_MeshConnection.write_binary`, used by :meth:`WebsocketMesh._write_inline`): these are
+(:meth:`_MeshConnection.write_binary`, used by :meth:`WebsocketMesh._write_inline` and by the
+writer through :meth:`WebsocketMesh._send_frame`, which then waits for the drain): these are
 websockets 17 internals, so ``pyproject.toml`` pins ``websockets>=17.4,<18``; a new major
 version needs these two places re-checked (tests/transport/test_websocket_mesh.py covers both).
 """
@@ -113,8 +114,15 @@ _HEAD16 = struct.Struct("!BBH")
 _HEAD64 = struct.Struct("!BBQ")
 
 
-def _binary_frame(data: bytes | memoryview, mask: bool) -> bytes:
-    """One final, unfragmented binary websocket frame carrying ``data`` (RFC 6455 section 5.2).
+_JOIN_BELOW = 1 << 16
+"""Frames smaller than this are written as one piece (header and data joined); larger ones as
+two, so their data is not copied once more only to prepend a few header bytes (each write
+becomes its own TLS record, which costs little next to a large payload)."""
+
+
+def _binary_frame(data: bytes | memoryview, mask: bool) -> list[bytes | memoryview]:
+    """One final, unfragmented binary websocket frame carrying ``data`` (RFC 6455 section 5.2),
+    as the pieces to write in order.
 
     What ``websockets.frames.Frame.serialize`` writes for such a frame without extensions;
     ``mask`` (a client's frames) masks it with a fresh random key, as RFC 6455 requires.
@@ -129,8 +137,11 @@ def _binary_frame(data: bytes | memoryview, mask: bool) -> bytes:
         head = _HEAD64.pack(0x82, bit | 127, n)
     if mask:
         key = secrets.token_bytes(4)
-        return b"".join((head, key, apply_mask(data, key)))
-    return b"".join((head, data))
+        head += key
+        data = apply_mask(data, key)
+    if n < _JOIN_BELOW:
+        return [head + data]
+    return [head, data]
 
 
 @dataclass
@@ -362,7 +373,7 @@ class _MeshConnection:
         """
         protocol = self.protocol
         if protocol.state is State.OPEN and not protocol.extensions and not protocol.expect_continuation_frame:
-            protocol.writes.append(_binary_frame(data, protocol.side is Side.CLIENT))
+            protocol.writes.extend(_binary_frame(data, protocol.side is Side.CLIENT))
         else:
             protocol.send_binary(data)
         self.send_data()  # type: ignore[attr-defined]
@@ -732,12 +743,8 @@ class WebsocketMesh:
                 ws.write_binary(frame)  # hands the bytes to TLS; never waits
                 p.bytes_sent += len(frame)
                 p.frames_sent += 1
-        except Exception as exc:  # what ws.send would do: fail the connection (resent later)
-            self._log.error(
-                "%s: writing to %s failed: %r", self.local_name, p.name, exc, exc_info=exc
-            )
-            ws.set_connection_exc(exc)
-            ws.transport.abort()
+        except Exception as exc:
+            self._fail_write(p, ws, exc)
             return True
         if not link.ack_owed:
             p.ack_owed_since = None  # the data carried it (a pending timer will find nothing)
@@ -1118,15 +1125,11 @@ class WebsocketMesh:
 
     async def _write(self, p: _Peer, ws: _MeshWebsocket, frame: bytes | memoryview) -> bool:
         if self._faults is None:
-            await ws.send(frame)
-            p.bytes_sent += len(frame)
-            p.frames_sent += 1
-            return True
+            return await self._send_frame(p, ws, frame)
         for action in self._faults.on_frame(self.local_name, p.name, frame):
             if isinstance(action, Write):
-                await ws.send(action.frame)
-                p.bytes_sent += len(action.frame)
-                p.frames_sent += 1
+                if not await self._send_frame(p, ws, action.frame):
+                    return False
             elif isinstance(action, Sleep):
                 await asyncio.sleep(action.seconds)
             elif isinstance(action, Disconnect):
@@ -1134,6 +1137,36 @@ class WebsocketMesh:
                 ws.transport.abort()
                 return False
         return True
+
+    async def _send_frame(self, p: _Peer, ws: _MeshWebsocket, frame: bytes | memoryview) -> bool:
+        """``ws.send(frame)`` without its copy of the frame (:meth:`_MeshConnection.write_binary`
+        and the same flow control), while the connection is open.
+
+        Returns:
+            False if the write failed (the connection is then failed, as ``ws.send`` would;
+            the link resends on the next connection).
+
+        Raises:
+            ConnectionClosed: the connection was not open (from ``ws.send``).
+        """
+        if ws.protocol.state is not State.OPEN or ws.send_in_progress is not None:
+            await ws.send(frame)
+        else:
+            try:
+                ws.write_binary(frame)
+                await ws.drain()
+            except Exception as exc:
+                self._fail_write(p, ws, exc)
+                return False
+        p.bytes_sent += len(frame)
+        p.frames_sent += 1
+        return True
+
+    def _fail_write(self, p: _Peer, ws: _MeshWebsocket, exc: Exception) -> None:
+        """What ``ws.send`` does when a write fails: fail the connection (the link resends)."""
+        self._log.error("%s: writing to %s failed: %r", self.local_name, p.name, exc, exc_info=exc)
+        ws.set_connection_exc(exc)
+        ws.transport.abort()
 
     # -- peer state ----------------------------------------------------------------------------------
 

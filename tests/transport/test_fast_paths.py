@@ -266,7 +266,7 @@ def test_link_frames_equal_encode_message(prg: PRG) -> None:
 @pytest.mark.parametrize("mask", [False, True])
 def test_binary_frame_is_what_websockets_writes_and_parses(size: int, mask: bool) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    ours = _binary_frame(memoryview(data), mask)
+    ours = b"".join(_binary_frame(memoryview(data), mask))
     if not mask:
         assert ours == Frame(Opcode.BINARY, data).serialize(mask=False)
     reader = StreamReader()
