@@ -15,7 +15,29 @@ Rules enforced here (each violation raises :class:`~mpc.errors.ProtocolViolation
 - a second message with the same ``(peer, tag)`` in a session is a replay and is rejected (the
   first one stands; the session goes on);
 - a session whose buffered (received, not yet consumed) messages exceed ``max_buffered_bytes``
-  or ``max_buffered_messages`` is failed: its waiting and later receives raise the violation.
+  or ``max_buffered_messages`` is failed: its waiting and later receives raise the violation;
+- a session whose replay state (below) would exceed ``max_replay_entries`` entries is failed
+  likewise (by the receive or delivery that would record one more).
+
+Replay state. The ``(peer, tag)`` pairs received in a session are remembered exactly, for the
+whole session, but not one by one. :class:`mpc.Session` tags are ``f"{key}#{k}"`` with ``k``
+counting the key's rounds from 0, so for each ``(peer, key)`` the ``k`` are kept as runs of
+consecutive integers ``[lo, hi)``, and the next ``k`` of a key extends the last run (checked by
+one string comparison, without parsing the number). A tag is split at its last ``#``; one whose
+``k`` is not canonical (1 to 18 ASCII digits, no leading zero) or whose key is empty (``"t"``,
+``"t#01"``, ``"#3"``) is kept as itself, so two spellings of a number never alias. An *entry*
+is a run or such a tag.
+
+A tag is recorded when its message is handed to a receive: at delivery if a receive waits for
+it, else when a receive takes it from the buffer (until then the buffered message stands for
+it). So the state holds only tags this party's program received, and what a peer sends cannot
+make it grow: junk and out-of-order messages wait in the bounded buffer. Its size is one entry
+per ``(peer, key)`` plus one per gap between the ``k`` received under the key (e.g. rounds of the
+key in which that peer sends nothing to this party, such as other parties' broadcasts), whatever
+the number of messages. A session holds at most ``max_replay_entries`` entries (default
+``2**20``; measured ~0.1 KB per extra run of a key, 0.2 to 0.5 KB per key or tag kept as itself,
+with its string): recording beyond that fails the session. The tags sent are kept in the same
+form, without a bound (they are the local program's).
 
 A ``recv`` waits at most the channel's timeout and then raises
 :class:`~mpc.errors.PeerUnavailable`; nothing waits forever.
@@ -25,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, NoReturn, Sequence
@@ -49,8 +72,158 @@ ControlHandler = Callable[[str, str, Payload], Awaitable[None]]
 _Key = tuple[str, str]
 """``(peer_name, tag)``."""
 
+_Waiter = tuple[asyncio.Future[Payload], list[Any] | None, str, str, int, str]
+"""A waiting receive ``(future, runs, prefix, ks, hi, str(hi))``: its tag split at its last
+``#`` (``prefix``, ``ks``) and, if the tag is the next ``k`` of its key, the key's runs and
+``hi = k + 1`` (else ``runs`` is ``None``), for :meth:`Router.deliver` to record the tag without
+parsing it."""
+
 _RECENTLY_CLOSED = 1024
 """How many closed session ids are remembered, only to give a clearer reason when dropping."""
+
+
+_MAX_K_DIGITS = 18
+"""Longest round counter ``k`` kept in a run (``k < 10**18``); longer ones are exact tags."""
+
+
+class _TagSet:
+    """An exact set of ``(peer, tag)`` pairs whose size grows with gaps, not with messages.
+
+    ``runs[peer][key]`` holds the ``k`` of the tags ``f"{key}#{k}"`` of ``peer`` in the set as
+    the list ``[str(hi_m), lo_0, hi_0, ..., lo_m, hi_m]``: sorted, disjoint, non-adjacent runs
+    ``[lo, hi)`` after the decimal string of the next ``k`` in order, so that the next tag is
+    recognised by one string comparison, without parsing its number. Tags that are not
+    canonical ``key#k`` (see :func:`_canonical`) are in ``exact``. ``entries`` counts runs plus
+    exact tags.
+
+    Args:
+        peers: the names this set may hold tags of (no other name may be passed).
+    """
+
+    __slots__ = ("runs", "exact", "entries")
+
+    def __init__(self, peers: Sequence[str]) -> None:
+        self.runs: dict[str, dict[str, list[Any]]] = {p: {} for p in peers}
+        self.exact: set[_Key] = set()
+        self.entries = 0
+
+    def add(self, key: _Key) -> bool:
+        """Add ``key``; ``False`` if it was already in the set."""
+        prefix, _, ks = key[1].rpartition("#")
+        runs = self.runs[key[0]].get(prefix)
+        if runs is not None and runs[0] == ks:  # the next k of its key: extend the last run
+            hi = runs[-1] + 1
+            runs[-1] = hi
+            runs[0] = str(hi)
+            return True
+        return self.add_parsed(key, prefix, ks, runs)
+
+    def add_parsed(self, key: _Key, prefix: str, ks: str, runs: list[Any] | None) -> bool:
+        """:meth:`add` once the tag is split at its last ``#`` and its key's runs looked up."""
+        if runs is None and ks == "0" and prefix:  # a new key's first round, the usual new one
+            self.runs[key[0]][prefix] = ["1", 0, 1]
+            self.entries += 1
+            return True
+        if not _canonical(prefix, ks):
+            if key in self.exact:
+                return False
+            self.exact.add(key)
+            self.entries += 1
+            return True
+        k = int(ks)
+        if runs is None:
+            self.runs[key[0]][prefix] = [str(k + 1), k, k + 1]
+            self.entries += 1
+            return True
+        i = bisect_right(runs, k, 1)
+        if not i & 1:  # runs[i - 1] is the lo of a run holding k
+            return False
+        # k lies between the hi at runs[i - 1] (if i > 1) and the lo at runs[i] (if any).
+        joins_left = i > 1 and runs[i - 1] == k
+        joins_right = i < len(runs) and runs[i] == k + 1
+        if joins_left and joins_right:
+            del runs[i - 1 : i + 1]
+            self.entries -= 1
+        elif joins_left:
+            runs[i - 1] = k + 1
+        elif joins_right:
+            runs[i] = k
+        else:
+            runs[i:i] = [k, k + 1]
+            self.entries += 1
+        runs[0] = str(runs[-1])
+        return True
+
+    def __contains__(self, key: _Key) -> bool:
+        prefix, _, ks = key[1].rpartition("#")
+        return self.contains_parsed(key, prefix, ks, self.runs[key[0]].get(prefix))
+
+    def contains_parsed(self, key: _Key, prefix: str, ks: str, runs: list[Any] | None) -> bool:
+        """``key in self`` once the tag is split at its last ``#`` and its key's runs looked up."""
+        if runs is None or not _canonical(prefix, ks):  # (a canonical tag is never in exact)
+            return key in self.exact
+        return not bisect_right(runs, int(ks), 1) & 1
+
+    def discard(self, key: _Key) -> None:
+        """Remove ``key`` if present."""
+        prefix, _, ks = key[1].rpartition("#")
+        if not _canonical(prefix, ks):
+            if key in self.exact:
+                self.exact.discard(key)
+                self.entries -= 1
+            return
+        runs = self.runs[key[0]].get(prefix)
+        if runs is None:
+            return
+        k = int(ks)
+        i = bisect_right(runs, k, 1)
+        if i & 1:  # not in a run
+            return
+        lo, hi = runs[i - 1], runs[i]
+        if lo == k and hi == k + 1:
+            del runs[i - 1 : i + 1]
+            self.entries -= 1
+            if len(runs) == 1:
+                del self.runs[key[0]][prefix]
+                return
+        elif lo == k:
+            runs[i - 1] = k + 1
+        elif hi == k + 1:
+            runs[i] = k
+        else:  # split [lo, hi) into [lo, k) and [k + 1, hi)
+            runs[i:i] = [k, k + 1]
+            self.entries += 1
+        runs[0] = str(runs[-1])
+
+    def clear(self) -> None:
+        """Empty the set."""
+        for by_key in self.runs.values():
+            by_key.clear()
+        self.exact.clear()
+        self.entries = 0
+
+
+def _above(ks: str, nxt: str) -> bool:
+    """Whether ``ks`` is a canonical ``k`` above ``int(nxt)`` (``nxt`` canonical, not ``"0"``),
+    by comparing strings."""
+    return (
+        (len(ks) > len(nxt) or len(ks) == len(nxt) and ks > nxt)
+        and len(ks) <= _MAX_K_DIGITS
+        and ks.isdigit()
+        and ks.isascii()
+        and ks[0] != "0"
+    )
+
+
+def _canonical(prefix: str, ks: str) -> bool:
+    """Whether ``f"{prefix}#{ks}"`` is kept in a run: a non-empty key and a canonical ``k``."""
+    return (
+        bool(prefix)
+        and len(ks) <= _MAX_K_DIGITS
+        and ks.isdigit()
+        and ks.isascii()
+        and (ks[0] != "0" or len(ks) == 1)
+    )
 
 
 @dataclass
@@ -62,19 +235,33 @@ class _SessionState:
     party_id: int
     timeout: float
     stats: ChannelStats = field(default_factory=ChannelStats)
-    buffered: dict[_Key, tuple[Payload, int]] = field(default_factory=dict)
+    # Each buffered message: its payload, its wire bytes, and for recording its tag when a
+    # receive takes it, its key's runs (None if the key had none) and its tag split at its
+    # last "#".
+    buffered: dict[_Key, tuple[Payload, int, list[Any] | None, str, str]] = field(
+        default_factory=dict
+    )
     buffered_bytes: int = 0
-    waiters: dict[_Key, asyncio.Future[Payload]] = field(default_factory=dict)
+    waiters: dict[_Key, _Waiter] = field(default_factory=dict)  # each waiting receive
     # Each waiting receive's future -> (loop time by which it times out, its key), in the order
     # the receives started, which is deadline order (one timeout per session): one timer serves
     # them all.
     deadlines: dict[asyncio.Future[Payload], tuple[float, _Key]] = field(default_factory=dict)
     expiry: asyncio.TimerHandle | None = None  # fires at the first deadline
-    received: set[_Key] = field(default_factory=set)
-    consumed: set[_Key] = field(default_factory=set)
-    sent: set[_Key] = field(default_factory=set)
     error: MPCError | None = None
     closed: bool = False
+    # The names of the other parties; every (peer, tag) received (the replay state: recorded
+    # when the message is handed to a receive; a buffered message stands for its own tag) and
+    # sent, for the whole session.
+    peers: frozenset[str] = field(init=False)
+    received: _TagSet = field(init=False)
+    sent: _TagSet = field(init=False)
+
+    def __post_init__(self) -> None:
+        others = [p for i, p in enumerate(self.parties) if i != self.party_id]
+        self.peers = frozenset(others)
+        self.received = _TagSet(others)
+        self.sent = _TagSet(others)
 
 
 class RouterChannel:
@@ -134,11 +321,10 @@ class RouterChannel:
         if not isinstance(tag, str):
             raise ProtocolViolation("a tag must be a string")
         key = (name, tag)
-        if key in st.sent:
+        if not st.sent.add(key):
             raise ProtocolViolation(
                 f"tag {tag!r} already sent to {name} in session {st.session_id!r}"
             )
-        st.sent.add(key)
         try:
             nbytes = await self._router._send(name, st.session_id, tag, payload)
         except BaseException:
@@ -157,7 +343,8 @@ class RouterChannel:
         Raises:
             PeerUnavailable: nothing arrived within :attr:`timeout`, or the peer was failed.
             ProtocolViolation: the channel is closed, ``peer`` is invalid, the tag was already
-                received or is already awaited, or the session was failed by a violation.
+                received or is already awaited, the replay state overflows (which fails the
+                session), or the session was failed by a violation.
         """
         st = self._state
         if st.error is not None:
@@ -166,21 +353,32 @@ class RouterChannel:
         if not isinstance(tag, str):
             raise ProtocolViolation("a tag must be a string")
         key = (name, tag)
-        if key in st.consumed:
-            raise ProtocolViolation(f"tag {tag!r} from {name} was already received")
-        if key in st.waiters:
-            raise ProtocolViolation(f"tag {tag!r} from {name} is already being awaited")
         item = st.buffered.pop(key, None)
         if item is not None:
             st.buffered_bytes -= item[1]
-            st.consumed.add(key)
+            self._router._record(st, key, item[2], item[3], item[4])
             return item[0]
+        if key in st.waiters:
+            raise ProtocolViolation(f"tag {tag!r} from {name} is already being awaited")
+        # Recorded means consumed, or handed to a receive. The usual case, the next k of its
+        # key, is not: Router.deliver will then extend the run as prepared here.
+        seen = st.received
+        prefix, _, ks = tag.rpartition("#")
+        runs = seen.runs[name].get(prefix)
+        if runs is None or runs[0] != ks:
+            if seen.contains_parsed(key, prefix, ks, runs):
+                raise ProtocolViolation(f"tag {tag!r} from {name} was already received")
+            runs = None
         peer_error = self._router._failed_peers.get(name)
         if peer_error is not None:
             raise peer_error
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Payload] = loop.create_future()
-        st.waiters[key] = fut
+        if runs is None:
+            st.waiters[key] = (fut, None, prefix, ks, 0, "")
+        else:
+            hi = runs[-1] + 1
+            st.waiters[key] = (fut, runs, prefix, ks, hi, str(hi))
         # The session's one expiry timer (cheaper than a timer per receive on the hot path).
         deadline = loop.time() + st.timeout
         st.deadlines[fut] = (deadline, key)
@@ -190,9 +388,9 @@ class RouterChannel:
             payload = await fut
         finally:
             del st.deadlines[fut]
-            if st.waiters.get(key) is fut:
+            waiter = st.waiters.get(key)
+            if waiter is not None and waiter[0] is fut:
                 del st.waiters[key]
-        st.consumed.add(key)
         return payload
 
     async def close(self) -> None:
@@ -222,6 +420,8 @@ class Router:
         max_buffered_bytes: bound on wire bytes buffered per session before the session fails
             with ``ProtocolViolation``.
         max_buffered_messages: bound on messages buffered per session, likewise.
+        max_replay_entries: bound on the entries of a session's replay state (see the module
+            docstring), likewise.
         max_control_tasks: bound on control handlers running at once; a control message
             beyond it is rejected with ``ProtocolViolation``.
     """
@@ -234,6 +434,7 @@ class Router:
         recv_timeout: float = 30.0,
         max_buffered_bytes: int = 1 << 31,
         max_buffered_messages: int = 1 << 16,
+        max_replay_entries: int = 1 << 20,
         max_control_tasks: int = 64,
     ) -> None:
         if not isinstance(local_name, str) or not local_name:
@@ -242,11 +443,14 @@ class Router:
             raise ConfigError("recv_timeout must be positive")
         if max_buffered_bytes < 0 or max_buffered_messages < 0 or max_control_tasks < 1:
             raise ConfigError("buffer bounds must be non-negative, max_control_tasks positive")
+        if max_replay_entries < 1:
+            raise ConfigError("max_replay_entries must be positive")
         self._local = local_name
         self._send = send
         self._recv_timeout = float(recv_timeout)
         self._max_bytes = max_buffered_bytes
         self._max_messages = max_buffered_messages
+        self._max_replay = max_replay_entries
         self._max_control_tasks = max_control_tasks
         self._sessions: dict[str, _SessionState] = {}
         self._recently_closed: OrderedDict[str, None] = OrderedDict()
@@ -300,43 +504,70 @@ class Router:
 
         Raises:
             ProtocolViolation: unknown session, peer not in the session, duplicate tag, buffer
-                overflow (which also fails the session), no control handler or too many
-                running. The mesh logs the reason and drops the message; other sessions go on.
+                or replay state overflow (which also fails the session), no control handler or
+                too many running. The mesh logs the reason and drops the message; other
+                sessions go on.
         """
-        if message.session_id == CONTROL_SESSION:
+        sid = message.session_id
+        if sid == CONTROL_SESSION:
             self._deliver_control(peer, message)
             return
-        st = self._sessions.get(message.session_id)
+        st = self._sessions.get(sid)
         if st is None:
-            if message.session_id in self._recently_closed:
-                self._reject("closed-session", f"message for closed session {message.session_id!r}")
-            self._reject("unknown-session", f"message for unknown session {message.session_id!r}")
+            if sid in self._recently_closed:
+                self._reject("closed-session", f"message for closed session {sid!r}")
+            self._reject("unknown-session", f"message for unknown session {sid!r}")
         if st.error is not None:
             self._reject("failed-session", f"message for failed session {st.session_id!r}")
-        if peer == self._local or peer not in st.parties:
+        if peer not in st.peers:
             self._reject("not-a-party", f"{peer!r} is not a party of session {st.session_id!r}")
-        key = (peer, message.tag)
-        if key in st.received:
-            self._reject("replay", f"replayed tag {message.tag!r} from {peer} in {st.session_id!r}")
-        fut = st.waiters.pop(key, None)
-        if fut is not None and not fut.done():
-            self._accept(st, key, message)
+        tag = message.tag
+        key = (peer, tag)
+        nbytes = message.nbytes
+        waiter = st.waiters.pop(key, None) if st.waiters else None
+        if waiter is not None and not waiter[0].done():
+            # A receive waits for this tag: it checked that the tag was not received, and a
+            # message with the tag since would have taken the receive. Record the tag.
+            fut, runs, prefix, ks, hi, nxt = waiter
+            if runs is not None and runs[0] == ks:  # still the next k of its key
+                runs[-1] = hi
+                runs[0] = nxt
+            else:
+                seen = st.received
+                seen.add_parsed(key, prefix, ks, seen.runs[peer].get(prefix))
+                if seen.entries > self._max_replay:
+                    st.waiters[key] = waiter  # failing the session fails this receive too
+                    self._replay_overflow(st, peer)
+            stats = st.stats
+            stats.bytes_received += nbytes
+            stats.messages_received += 1
             fut.set_result(message.payload)
             return
-        if (
-            st.buffered_bytes + message.nbytes > self._max_bytes
-            or len(st.buffered) + 1 > self._max_messages
-        ):
-            error = ProtocolViolation(
-                f"session {st.session_id!r} buffer overflow ({len(st.buffered)} messages, "
-                f"{st.buffered_bytes} bytes buffered; message from {peer})"
+        # Not awaited: a replay if the tag is recorded or buffered (the receive that takes the
+        # message from the buffer records the tag). A k at or above the next one of its key is
+        # not recorded: string comparisons tell, without parsing the number.
+        prefix, _, ks = tag.rpartition("#")
+        runs = st.received.runs[peer].get(prefix)
+        if runs is None:  # no k of its key recorded: only an exact tag may be
+            replay = key in st.buffered or key in st.received.exact
+        elif runs[0] == ks or _above(ks, runs[0]):
+            replay = key in st.buffered
+        else:
+            replay = key in st.buffered or st.received.contains_parsed(key, prefix, ks, runs)
+        if replay:
+            self._reject("replay", f"replayed tag {tag!r} from {peer} in {st.session_id!r}")
+        if st.buffered_bytes + nbytes > self._max_bytes or len(st.buffered) >= self._max_messages:
+            self._overflow(
+                st,
+                "overflow",
+                f"buffer overflow ({len(st.buffered)} messages, "
+                f"{st.buffered_bytes} bytes buffered; message from {peer})",
             )
-            self._fail_session(st, error)
-            self._count("overflow")
-            raise error
-        self._accept(st, key, message)
-        st.buffered[key] = (message.payload, message.nbytes)
-        st.buffered_bytes += message.nbytes
+        st.buffered[key] = (message.payload, nbytes, runs, prefix, ks)
+        st.buffered_bytes += nbytes
+        stats = st.stats
+        stats.bytes_received += nbytes
+        stats.messages_received += 1
 
     def fail_peer(self, peer: str, error: MPCError) -> None:
         """Make pending and future receives from ``peer`` raise ``error`` (until restored).
@@ -345,11 +576,11 @@ class Router:
         """
         self._failed_peers[peer] = error
         for st in self._sessions.values():
-            for key, fut in list(st.waiters.items()):
+            for key, waiter in list(st.waiters.items()):
                 if key[0] == peer:
                     del st.waiters[key]
-                    if not fut.done():
-                        fut.set_exception(error)
+                    if not waiter[0].done():
+                        waiter[0].set_exception(error)
 
     def restore_peer(self, peer: str) -> None:
         """Undo :meth:`fail_peer` once the peer is reachable again."""
@@ -393,6 +624,7 @@ class Router:
             "open_sessions": len(self._sessions),
             "buffered_messages": sum(len(s.buffered) for s in self._sessions.values()),
             "buffered_bytes": sum(s.buffered_bytes for s in self._sessions.values()),
+            "replay_entries": sum(s.received.entries for s in self._sessions.values()),
             "failed_peers": sorted(self._failed_peers),
             "dropped": dict(self._dropped),
             "control_tasks": len(self._control_tasks),
@@ -404,11 +636,38 @@ class Router:
     def _count(self, reason: str) -> None:
         self._dropped[reason] = self._dropped.get(reason, 0) + 1
 
-    @staticmethod
-    def _accept(st: _SessionState, key: _Key, message: Delivered) -> None:
-        st.received.add(key)
-        st.stats.bytes_received += message.nbytes
-        st.stats.messages_received += 1
+    def _record(
+        self, st: _SessionState, key: _Key, runs: list[Any] | None, prefix: str, ks: str
+    ) -> None:
+        """Record the tag of a message handed to a receive (not recorded: checked at delivery
+        or by the waiting receive), split at its last ``#`` (``prefix``, ``ks``); ``runs`` are
+        its key's when the message arrived, or ``None``.
+
+        Raises:
+            ProtocolViolation: the replay state overflows (the session is failed).
+        """
+        if runs is not None and runs[0] == ks:  # the next k of its key: extend its run
+            hi = runs[-1] + 1
+            runs[-1] = hi
+            runs[0] = str(hi)
+            return
+        seen = st.received
+        seen.add_parsed(key, prefix, ks, seen.runs[key[0]].get(prefix))
+        if seen.entries > self._max_replay:
+            self._replay_overflow(st, key[0])
+
+    def _replay_overflow(self, st: _SessionState, peer: str) -> NoReturn:
+        self._overflow(
+            st,
+            "replay-overflow",
+            f"replay state overflow ({st.received.entries} entries; message from {peer})",
+        )
+
+    def _overflow(self, st: _SessionState, reason: str, detail: str) -> NoReturn:
+        error = ProtocolViolation(f"session {st.session_id!r} {detail}")
+        self._fail_session(st, error)
+        self._count(reason)
+        raise error
 
     def _reject(self, reason: str, message: str) -> NoReturn:
         self._count(reason)
@@ -452,7 +711,7 @@ class Router:
         st.error = error
         st.buffered.clear()
         st.buffered_bytes = 0
-        waiters = list(st.waiters.values())
+        waiters = [waiter[0] for waiter in st.waiters.values()]
         st.waiters.clear()
         if st.expiry is not None:
             st.expiry.cancel()
@@ -467,7 +726,6 @@ class Router:
         st.closed = True
         self._fail_session(st, error)
         st.received.clear()
-        st.consumed.clear()
         st.sent.clear()
         if self._sessions.get(st.session_id) is st:
             del self._sessions[st.session_id]
