@@ -43,6 +43,7 @@ __all__ = [
     "to_int",
     "uniform",
     "blocked",
+    "load_kernels",
     "add",
     "sub",
     "neg",
@@ -343,6 +344,13 @@ def _kernel_rows(limbs: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[np
         else:
             return None
     return out
+
+
+def load_kernels() -> None:
+    """Import :mod:`mpc.kernels` now (numba; its compiled code loaded from the disk cache, or
+    compiled on a machine's first use), so that the first large operation of a computation does
+    not pay for it: about half a second once per process, or two on a machine's first use."""
+    from mpc import kernels  # noqa: F401
 
 
 def _by_kernel(name: str, operands: Sequence[Z128]) -> Z128 | None:

@@ -49,6 +49,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from mpc import fixedpoint
+from mpc import ring128 as r128
 from mpc.contracts import SECRET_ENGINE
 from mpc.errors import ConfigError
 from mpc.session import Session
@@ -157,11 +158,15 @@ def setup(
     at least this many elements among three or more parties are relayed (two rounds, a third
     less traffic with three parties; see :meth:`.Engine._sum_shares`).
 
+    The compiled loops of the ring arithmetic are loaded here (:func:`mpc.ring128.load_kernels`:
+    about half a second, once per process), before the computation's clock starts.
+
     Raises:
         ConfigError: an engine is already attached, or invalid parameters.
     """
     if _RESOURCE in session.resources or SECRET_ENGINE in session.resources:
         raise ConfigError("an engine is already set up for this session")
+    r128.load_kernels()
     engine = Engine(
         session, preprocessing, frac_bits=frac_bits, check_every=check_every, security=security, relay_min=relay_min
     )
