@@ -22,6 +22,8 @@ __all__ = ["PRG", "SEED_BYTES"]
 
 SEED_BYTES = 16
 _ZERO_CHUNK = 1 << 20
+_ZEROS = memoryview(bytes(_ZERO_CHUNK))  # the plaintext of the keystream (immutable)
+_SLACK = 15  # update_into needs room for one block less a byte beyond the input's length
 
 
 class PRG:
@@ -65,15 +67,18 @@ class PRG:
         return self._enc.update(bytes(n))
 
     def buffer(self, n: int) -> np.ndarray:
-        """The next ``n`` keystream bytes as a writable uint8 array (no extra copy)."""
-        out = np.empty(n, dtype=np.uint8)
+        """The next ``n`` keystream bytes as a writable uint8 array (encrypted in place)."""
+        if n < 0:
+            raise ConfigError("byte count must be non-negative")
+        out = np.empty(n + _SLACK, dtype=np.uint8)
         mv = out.data
         pos = 0
+        # A loop over 1 MiB chunks, not bytes.
         while pos < n:
             step = min(_ZERO_CHUNK, n - pos)
-            mv[pos : pos + step] = self._enc.update(bytes(step))
+            self._enc.update_into(_ZEROS[:step], mv[pos : pos + step + _SLACK])
             pos += step
-        return out
+        return out[:n]
 
     def uint64(self, shape: int | tuple[int, ...] = ()) -> np.ndarray:
         """Uniform elements of Z_2^64 (a 0-d array for ``shape=()``)."""

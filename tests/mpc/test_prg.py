@@ -72,3 +72,11 @@ def test_bad_bound_refused(prg: PRG) -> None:
         prg.below(0)
     with pytest.raises(ConfigError):
         prg.bytes(-1)
+
+
+@pytest.mark.parametrize("sizes", [[0], [1], [5, 1 << 20, 0, 77], [(1 << 20) + 1, 15, 3]])
+def test_buffer_is_the_keystream_across_chunks(seed: bytes, sizes: list[int]) -> None:
+    streamed, reference = PRG(seed), PRG(seed)
+    parts = [streamed.buffer(n) for n in sizes]
+    assert all(p.shape == (n,) and p.dtype == np.uint8 and p.flags.writeable for p, n in zip(parts, sizes))
+    assert b"".join(p.tobytes() for p in parts) == reference.bytes(sum(sizes))
