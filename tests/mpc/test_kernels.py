@@ -114,3 +114,24 @@ def test_inputs_are_not_modified(prg: PRG) -> None:
     r.sub(c, a1)
     r.dot_u64(c.reshape(-1), c.lo.reshape(-1))
     assert all(np.array_equal(x.lo, lo) and np.array_equal(x.hi, hi) for x, (lo, hi) in zip((c, a1, b1, a2, b2), before))
+
+
+def test_read_only_operands_are_taken(prg: PRG) -> None:
+    """Received arrays and broadcast views are read-only: the kernels read them all the same."""
+
+    def frozen(z: r.Z128) -> r.Z128:
+        lo, hi = z.lo.copy(), z.hi.copy()
+        lo.flags.writeable = hi.flags.writeable = False
+        return r.Z128(lo, hi)
+
+    c, b, x = (frozen(rand128(prg, (2, N))) for _ in range(3))
+    d, e = frozen(rand128(prg, (1, N))), frozen(rand128(prg, (1, N)))
+    row = rand128(prg, (1, N))
+    spread = r.Z128(np.broadcast_to(row.lo, (2, N)), np.broadcast_to(row.hi, (2, N)))  # strides (0, 8)
+    assert uses_kernel(c, d, b, x, e) and uses_kernel(c, spread)
+    assert same(r.add_products(c, d, b, x, e), r._add_products(c, d, b, x, e))
+    assert same(r.add(c, spread), r._add(c, spread))
+    assert same(r.sub(spread, c), r._sub(spread, c))
+    flat, coeffs = frozen(rand128(prg, (N,))), prg.uint64(N)
+    coeffs.flags.writeable = False
+    assert ints_at(r.dot_u64(flat, coeffs), (), 0) == ints_at(r.sum(r._mul_u64(flat, r.from_u64(coeffs))), (), 0)
