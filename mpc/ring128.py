@@ -326,8 +326,8 @@ def _kernel_rows(limbs: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[np
 
     ``None`` for fewer than :data:`_KERNEL_MIN` elements or a layout the kernels do not take:
     every limb must be of ``shape`` or (for 2-d and more) of ``(1, *shape[1:])``, one row
-    broadcast over the first axis, and C-contiguous, or 2-d with contiguous rows (e.g. a slice
-    of the columns of a wider array).
+    broadcast over the first axis, aligned, and C-contiguous or 2-d with contiguous rows (e.g. a
+    slice of the columns of a wider array).
     """
     if len(shape) == 0 or math.prod(shape) < _KERNEL_MIN:
         return None
@@ -336,7 +336,7 @@ def _kernel_rows(limbs: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[np
     out = []
     # A loop over the few operands, not elements.
     for limb in limbs:
-        if not limb.flags.c_contiguous and not (limb.ndim == 2 and limb.strides[1] == 8):
+        if not limb.flags.aligned or not limb.flags.c_contiguous and not (limb.ndim == 2 and limb.strides[1] == 8):
             return None
         if limb.shape == shape:
             out.append(limb.reshape(rows, -1))
@@ -594,7 +594,7 @@ def dot_u64(a: Z128, c: np.ndarray) -> Z128:
         return _dot_small(a, c)
     if a.size <= _BLOCK:
         return sum(_mul_u64(a, _z(c, c)))
-    if a.size >= _KERNEL_MIN and a.lo.flags.c_contiguous and a.hi.flags.c_contiguous and c.flags.c_contiguous:
+    if a.size >= _KERNEL_MIN and all(x.flags.c_contiguous and x.flags.aligned for x in (a.lo, a.hi, c)):
         from mpc import kernels  # deferred: imports numba (see mpc.kernels)
 
         lo, hi = kernels.dot_u64(a.lo, a.hi, c)

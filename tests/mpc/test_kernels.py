@@ -135,3 +135,17 @@ def test_read_only_operands_are_taken(prg: PRG) -> None:
     flat, coeffs = frozen(rand128(prg, (N,))), prg.uint64(N)
     coeffs.flags.writeable = False
     assert ints_at(r.dot_u64(flat, coeffs), (), 0) == ints_at(r.sum(r._mul_u64(flat, r.from_u64(coeffs))), (), 0)
+
+
+def test_unaligned_operands_take_the_numpy_path(prg: PRG) -> None:
+    """An array decoded at an odd offset of a buffer is not aligned: numpy handles it."""
+    raw = np.frombuffer(b"\x00" + prg.uint64(2 * N).tobytes(), dtype=np.uint8)[1:]
+    odd = raw.view(np.uint64)
+    assert not odd.flags.aligned
+    a = r.Z128(odd.reshape(2, N), odd.reshape(2, N))
+    b = rand128(prg, (2, N))
+    assert not uses_kernel(a, b)
+    assert same(r.add(a, b), r._add(a, b))
+    flat = r.Z128(odd, odd)
+    coeffs = prg.uint64(2 * N)
+    assert ints_at(r.dot_u64(flat, coeffs), (), 0) == ints_at(r.sum(r._mul_u64(flat, r.from_u64(coeffs))), (), 0)
