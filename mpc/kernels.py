@@ -32,21 +32,17 @@ __all__ = ["add_products", "add", "sub", "dot_u64"]
 
 _JIT = {"nopython": True, "nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
 
-# Two compiled versions per 2-d kernel, made when this module is imported (then cached): every
-# operand C-contiguous (the fast one), or any strides ("A" layout, e.g. row slices of wider
-# arrays: about a third slower), so no mix of layouts triggers another compilation. Inputs are
-# typed read-only, which accepts writable and read-only arrays alike (received data,
-# broadcast views).
+# One compiled version per kernel, made when this module is imported (then cached): every
+# operand C-contiguous (ring128 calls row by row for rows of wider arrays), so no layout
+# triggers another compilation. Inputs are typed read-only, which accepts writable and
+# read-only arrays alike (received data, broadcast views).
 
 
-def _signatures(inputs: int, outputs: int, dims: int = 2, result: Any = types.void, layouts: str = "CA") -> list[Any]:
-    return [
-        result(
-            *[types.Array(types.uint64, dims, layout, readonly=True)] * inputs,
-            *[types.Array(types.uint64, dims, layout)] * outputs,
-        )
-        for layout in layouts
-    ]
+def _signature(inputs: int, outputs: int, dims: int = 2, result: Any = types.void) -> Any:
+    return result(
+        *[types.Array(types.uint64, dims, "C", readonly=True)] * inputs,
+        *[types.Array(types.uint64, dims, "C")] * outputs,
+    )
 
 
 @intrinsic
@@ -62,7 +58,7 @@ def _mulhi(typingctx: Any, a: Any, b: Any) -> Any:
     return sig, codegen
 
 
-@numba.jit(_signatures(10, 2), **_JIT)
+@numba.jit(_signature(10, 2), **_JIT)
 def add_products(c_lo, c_hi, a1_lo, a1_hi, b1_lo, b1_hi, a2_lo, a2_hi, b2_lo, b2_hi, out_lo, out_hi):  # type: ignore[no-untyped-def]
     """``out = c + a1 * b1 + a2 * b2 mod 2^128`` (all ``(rows or 1, n)``; ``out`` ``(rows, n)``)."""
     rows, n = out_lo.shape
@@ -88,7 +84,7 @@ def add_products(c_lo, c_hi, a1_lo, a1_hi, b1_lo, b1_hi, a2_lo, a2_hi, b2_lo, b2
             out_hi[r, i] = h + q_hi + np.uint64(t < q_lo)
 
 
-@numba.jit(_signatures(4, 2), **_JIT)
+@numba.jit(_signature(4, 2), **_JIT)
 def add(a_lo, a_hi, b_lo, b_hi, out_lo, out_hi):  # type: ignore[no-untyped-def]
     """``out = a + b mod 2^128`` (operands ``(rows or 1, n)``)."""
     rows, n = out_lo.shape
@@ -102,7 +98,7 @@ def add(a_lo, a_hi, b_lo, b_hi, out_lo, out_hi):  # type: ignore[no-untyped-def]
             out_hi[r, i] = a_hi[ra, i] + b_hi[rb, i] + np.uint64(s < x)
 
 
-@numba.jit(_signatures(4, 2), **_JIT)
+@numba.jit(_signature(4, 2), **_JIT)
 def sub(a_lo, a_hi, b_lo, b_hi, out_lo, out_hi):  # type: ignore[no-untyped-def]
     """``out = a - b mod 2^128`` (operands ``(rows or 1, n)``)."""
     rows, n = out_lo.shape
@@ -115,7 +111,7 @@ def sub(a_lo, a_hi, b_lo, b_hi, out_lo, out_hi):  # type: ignore[no-untyped-def]
             out_hi[r, i] = a_hi[ra, i] - b_hi[rb, i] - np.uint64(x < y)
 
 
-@numba.jit(_signatures(3, 0, 1, types.UniTuple(types.uint64, 2), "C"), **_JIT)  # C only: ring128 passes contiguous lines
+@numba.jit(_signature(3, 0, 1, types.UniTuple(types.uint64, 2)), **_JIT)
 def dot_u64(lo, hi, c):  # type: ignore[no-untyped-def]
     """``sum_j (lo_j + 2^64 hi_j) c_j mod 2^128`` for 1-d arrays, as ``(low limb, high limb)``."""
     s_lo = np.uint64(0)

@@ -370,7 +370,15 @@ def _by_kernel(name: str, operands: Sequence[Z128]) -> Z128 | None:
     lo = np.empty(shape, dtype=_U64)
     hi = np.empty(shape, dtype=_U64)
     rows = shape[0] if len(shape) > 1 else 1
-    getattr(kernels, name)(*limbs, lo.reshape(rows, -1), hi.reshape(rows, -1))
+    out = (lo.reshape(rows, -1), hi.reshape(rows, -1))
+    kernel = getattr(kernels, name)
+    if all(limb.flags.c_contiguous for limb in limbs):
+        kernel(*limbs, *out)
+    else:
+        # Rows of a wider array: one call per row, each on contiguous (1, n) views (the
+        # compiled loop for contiguous operands; a loop over rows, not elements).
+        for r in range(rows):
+            kernel(*(limb[r : r + 1] if limb.shape[0] > 1 else limb for limb in limbs), out[0][r : r + 1], out[1][r : r + 1])
     return _z(lo, hi)
 
 
