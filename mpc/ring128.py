@@ -25,13 +25,18 @@ other layout.
 from __future__ import annotations
 
 import builtins
+import functools
+import logging
 import math
+from types import ModuleType
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from mpc.checks import check_int
 from mpc.errors import ConfigError
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "Z128",
@@ -347,11 +352,27 @@ def _kernel_rows(limbs: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[np
     return out
 
 
-def load_kernels() -> None:
+@functools.cache
+def _kernels() -> ModuleType | None:
+    """:mod:`mpc.kernels`, imported on first use (numba), or ``None`` if it cannot be imported:
+    then the numpy path serves every operation (same results, slower) and a warning says so."""
+    try:
+        from mpc import kernels
+    except ImportError as exc:
+        _log.warning("compiled ring kernels unavailable (%s): large operations use numpy", exc)
+        return None
+    return kernels
+
+
+def load_kernels() -> bool:
     """Import :mod:`mpc.kernels` now (numba; its compiled code loaded from the disk cache, or
     compiled on a machine's first use), so that the first large operation of a computation does
-    not pay for it: about half a second once per process, or two on a machine's first use."""
-    from mpc import kernels  # noqa: F401
+    not pay for it: about half a second once per process, or two on a machine's first use.
+
+    Returns:
+        Whether the kernels are available (else large operations take the numpy path).
+    """
+    return _kernels() is not None
 
 
 def _by_kernel(name: str, operands: Sequence[Z128]) -> Z128 | None:
@@ -363,10 +384,9 @@ def _by_kernel(name: str, operands: Sequence[Z128]) -> Z128 | None:
             shape = np.broadcast_shapes(*(o.shape for o in operands))
             break
     limbs = _kernel_rows([limb for o in operands for limb in (o.lo, o.hi)], shape)
-    if limbs is None:
+    kernels = None if limbs is None else _kernels()
+    if limbs is None or kernels is None:
         return None
-    from mpc import kernels  # deferred: imports numba (see mpc.kernels)
-
     lo = np.empty(shape, dtype=_U64)
     hi = np.empty(shape, dtype=_U64)
     rows = shape[0] if len(shape) > 1 else 1
@@ -602,9 +622,8 @@ def dot_u64(a: Z128, c: np.ndarray) -> Z128:
         return _dot_small(a, c)
     if a.size <= _BLOCK:
         return sum(_mul_u64(a, _z(c, c)))
-    if a.size >= _KERNEL_MIN and all(x.flags.c_contiguous and x.flags.aligned for x in (a.lo, a.hi, c)):
-        from mpc import kernels  # deferred: imports numba (see mpc.kernels)
-
+    kernels = _kernels() if a.size >= _KERNEL_MIN else None
+    if kernels is not None and all(x.flags.c_contiguous and x.flags.aligned for x in (a.lo, a.hi, c)):
         lo, hi = kernels.dot_u64(a.lo, a.hi, c)
         return _z(np.asarray(np.uint64(lo)), np.asarray(np.uint64(hi)))
     total = zeros(1)

@@ -149,3 +149,26 @@ def test_unaligned_operands_take_the_numpy_path(prg: PRG) -> None:
     flat = r.Z128(odd, odd)
     coeffs = prg.uint64(2 * N)
     assert ints_at(r.dot_u64(flat, coeffs), (), 0) == ints_at(r.sum(r._mul_u64(flat, r.from_u64(coeffs))), (), 0)
+
+
+def test_without_numba_the_numpy_path_serves(prg: PRG, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A machine where the kernels cannot be imported still computes (slower), and says so."""
+    import sys
+
+    import mpc
+
+    monkeypatch.setitem(sys.modules, "mpc.kernels", None)  # makes ``from mpc import kernels`` fail
+    monkeypatch.delattr(mpc, "kernels", raising=False)  # (once imported, the package holds it)
+    r._kernels.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="mpc.ring128"):
+            assert r.load_kernels() is False
+        assert "numpy" in caplog.text
+        c, a1, b1, a2, b2 = (rand128(prg, (2, N)) for _ in range(5))
+        assert same(r.add_products(c, a1, b1, a2, b2), r._add_products(c, a1, b1, a2, b2))
+        flat, coeffs = rand128(prg, (N,)), prg.uint64(N)
+        assert ints_at(r.dot_u64(flat, coeffs), (), 0) == ints_at(r.sum(r._mul_u64(flat, r.from_u64(coeffs))), (), 0)
+    finally:
+        monkeypatch.undo()
+        r._kernels.cache_clear()
+    assert r.load_kernels() is True
