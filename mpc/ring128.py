@@ -375,9 +375,12 @@ def load_kernels() -> bool:
     return _kernels() is not None
 
 
-def _by_kernel(name: str, operands: Sequence[Z128]) -> Z128 | None:
-    """``kernels.<name>(*limbs, out_lo, out_hi)`` over the operands' broadcast shape, or ``None``
-    if :func:`_kernel_rows` refuses them."""
+def _by_kernel(
+    name: str, operands: Sequence[Z128], out: tuple[np.ndarray, np.ndarray] | None = None
+) -> Z128 | None:
+    """``kernels.<name>(*limbs, out_lo, out_hi)`` over the operands' broadcast shape (into
+    ``out``, limb arrays of that shape, if given), or ``None`` if :func:`_kernel_rows` refuses
+    the operands or ``out``."""
     shape = operands[0].shape
     for o in operands:
         if o.shape != shape:
@@ -387,12 +390,18 @@ def _by_kernel(name: str, operands: Sequence[Z128]) -> Z128 | None:
     kernels = None if limbs is None else _kernels()
     if limbs is None or kernels is None:
         return None
-    lo = np.empty(shape, dtype=_U64)
-    hi = np.empty(shape, dtype=_U64)
+    if out is None:
+        lo, hi = np.empty(shape, dtype=_U64), np.empty(shape, dtype=_U64)
+    else:
+        lo, hi = out
+        if lo.dtype != _U64 or hi.dtype != _U64 or lo.shape != shape or hi.shape != shape:
+            raise ConfigError(f"out must be two uint64 arrays of shape {shape}")
+        if _kernel_rows([lo, hi], shape) is None:
+            return None
     rows = shape[0] if len(shape) > 1 else 1
     out = (lo.reshape(rows, -1), hi.reshape(rows, -1))
     kernel = getattr(kernels, name)
-    if all(limb.flags.c_contiguous for limb in limbs):
+    if all(limb.flags.c_contiguous for limb in (*limbs, lo, hi)):
         kernel(*limbs, *out)
     else:
         # Rows of a wider array: one call per row, each on contiguous (1, n) views (the
@@ -478,12 +487,24 @@ def add(a: Z128, b: Z128) -> Z128:
     return blocked(_add, a, b) if out is None else out
 
 
-def sub(a: Z128, b: Z128) -> Z128:
-    """``a - b mod 2^128`` (elementwise, broadcasting)."""
+def sub(a: Z128, b: Z128, *, out: tuple[np.ndarray, np.ndarray] | None = None) -> Z128:
+    """``a - b mod 2^128`` (elementwise, broadcasting).
+
+    Args:
+        out: limb arrays ``(lo, hi)`` of the result's shape to write it into (they are the
+            result's limbs); by default new arrays.
+    """
+    if out is not None:
+        res = _by_kernel("sub", (a, b), out=out)
+        if res is None:
+            res = sub(a, b)
+            out[0][...] = res.lo
+            out[1][...] = res.hi
+        return _z(out[0], out[1])
     if _direct(a.lo, b.lo):
         return _sub(a, b)
-    out = _by_kernel("sub", (a, b))
-    return blocked(_sub, a, b) if out is None else out
+    res = _by_kernel("sub", (a, b))
+    return blocked(_sub, a, b) if res is None else res
 
 
 def add_products(c: Z128, a1: Z128, b1: Z128, a2: Z128, b2: Z128) -> Z128:

@@ -82,6 +82,18 @@ __all__ = ["Engine", "OpenRequest", "Interactive", "DEFAULT_RELAY_MIN"]
 
 OpenRequest = list[AuthShare]
 Interactive = Generator[OpenRequest, list[Z128], AuthShare]
+
+_JOINED_MIN = 1 << 16
+"""Elements from which a product's masks are computed straight into the open's share rows."""
+
+
+class _JoinedOpen(list):  # type: ignore[type-arg]
+    """An open request whose value shares already lie in one ``(2, N)`` array, ``rows`` (see
+    :func:`~protocols.spdz.online.beaver_masks_joined`): opened alone, it is opened in place."""
+
+    def __init__(self, shares: Sequence[AuthShare], rows: np.ndarray) -> None:
+        super().__init__(shares)
+        self.rows = rows
 """An interactive node: yields shares to open, receives the opened values, returns its result."""
 
 _DEFAULT_CHECK_EVERY = 1 << 22
@@ -219,8 +231,12 @@ class Engine:
                 x, y, squeeze = _promote_matmul(x, y)
                 (m, k), n = x.shape, y.shape[1]
                 triple = self.prep.matrix_triple(m, k, n)
-            d_share, e_share = online.beaver_masks(x, y, triple)
-            d, e = yield [d_share, e_share]
+            if op == "mul" and self.active and x.size >= _JOINED_MIN:
+                d_share, e_share, rows = online.beaver_masks_joined(x, y, triple)
+                d, e = yield _JoinedOpen([d_share, e_share], rows)
+            else:
+                d_share, e_share = online.beaver_masks(x, y, triple)
+                d, e = yield [d_share, e_share]
             z = online.beaver_product(op, d, e, x, triple)
             if squeeze is not None:
                 z = z.reshape(squeeze)
@@ -282,7 +298,8 @@ class Engine:
                     raise ConfigError("internal: pending nodes with no runnable dependency")
                 break
             requests = [req for _, _, reqs in active for req in reqs]
-            opened, _ = await self._open(requests)
+            alone = active[0][2] if len(active) == 1 else None
+            opened, _ = await self._open(requests, rows=alone.rows if isinstance(alone, _JoinedOpen) else None)
             still: list[tuple[SecretArray, Interactive, OpenRequest]] = []
             pos = 0
             for node, gen, reqs in active:
@@ -298,26 +315,32 @@ class Engine:
     # -- opening and checking ---------------------------------------------------------------------
 
     async def _open(
-        self, requests: Sequence[AuthShare], commitment: bytes | None = None
+        self, requests: Sequence[AuthShare], commitment: bytes | None = None, *, rows: np.ndarray | None = None
     ) -> tuple[list[Z128], dict[int, bytes]]:
         """Open shared arrays to every party (unchecked until the next MAC check; hazmat).
 
         This party's value shares of all ``requests`` are summed with every peer's by
         :meth:`_sum_shares` (all to all, or relayed for large opens), optionally with a seed
         commitment sent to every peer in the first message. The MAC shares are kept by
-        reference until the check (shares are never modified in place).
+        reference until the check (MAC shares are never modified in place). ``rows``, if
+        given, is this party's value shares of the requests already laid out as the open sends
+        them (a :class:`_JoinedOpen`): they are summed in place, not copied.
         """
         if not self.active:
             return await self._open_passive(requests), {}
         sizes = [r.size for r in requests]
         total_size = sum(sizes)
-        # this party's value shares: row 0 the low limbs, row 1 the high limbs
-        rows = np.empty((2, total_size), dtype=_U64)
-        pos = 0
-        for r, size in zip(requests, sizes):
-            rows[0, pos : pos + size] = r.data.lo[0].reshape(-1)
-            rows[1, pos : pos + size] = r.data.hi[0].reshape(-1)
-            pos += size
+        if rows is not None:
+            if rows.shape != (2, total_size) or rows.dtype != _U64:
+                raise ConfigError("internal: joined open rows do not match the requests")
+        else:
+            # this party's value shares: row 0 the low limbs, row 1 the high limbs
+            rows = np.empty((2, total_size), dtype=_U64)
+            pos = 0
+            for r, size in zip(requests, sizes):
+                rows[0, pos : pos + size] = r.data.lo[0].reshape(-1)
+                rows[1, pos : pos + size] = r.data.hi[0].reshape(-1)
+                pos += size
         summed, commitments = await self._sum_shares(rows, _add_limbs128, commitment)
         total = Z128(summed[0], summed[1])
         opened = sh.split_flat(total, [r.shape for r in requests])

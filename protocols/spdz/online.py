@@ -56,6 +56,7 @@ __all__ = [
     "input_masked",
     "input_share",
     "beaver_masks",
+    "beaver_masks_joined",
     "beaver_product",
     "truncation_masked",
     "truncation_result",
@@ -87,6 +88,28 @@ def beaver_masks(x: AuthShare, y: AuthShare, triple: Triple) -> tuple[AuthShare,
     if x.shape != triple.a.shape or y.shape != triple.b.shape:
         raise ConfigError(f"triple shapes {triple.a.shape}, {triple.b.shape} do not fit {x.shape}, {y.shape}")
     return sh.sub(x, triple.a), sh.sub(y, triple.b)
+
+
+def beaver_masks_joined(x: AuthShare, y: AuthShare, triple: Triple) -> tuple[AuthShare, AuthShare, np.ndarray]:
+    """:func:`beaver_masks` of an elementwise product, computed into one buffer.
+
+    Returns:
+        ``([d], [e], rows)``: ``rows`` is the ``(2, 2 * size)`` uint64 array of the value shares
+        of ``d`` then ``e`` (flat; low limbs, then high limbs), a view of the buffer that also
+        holds ``[d]`` and ``[e]``: what an open of ``[d], [e]`` sends, without copying them
+        there. Opening ``rows`` in place overwrites the value shares of ``[d]`` and ``[e]``
+        (their MAC shares stay), so they must be used for nothing else.
+    """
+    if x.shape != triple.a.shape or y.shape != triple.b.shape or x.shape != y.shape:
+        raise ConfigError(f"triple shapes {triple.a.shape}, {triple.b.shape} do not fit {x.shape}, {y.shape}")
+    n = x.size
+    buf = np.empty((2, 2, 2 * n), dtype=_U64)  # [limb, value share | MAC share, d then e]
+    shares = []
+    for k, (v, mask) in enumerate(((x, triple.a), (y, triple.b))):
+        lo, hi = buf[0, :, k * n : (k + 1) * n], buf[1, :, k * n : (k + 1) * n]
+        r128.sub(v.data.reshape(2, n), mask.data.reshape(2, n), out=(lo, hi))
+        shares.append(AuthShare(Z128(lo.reshape(2, *x.shape), hi.reshape(2, *x.shape))))
+    return shares[0], shares[1], buf[:, 0, :]
 
 
 def beaver_product(op: str, d: Z128, e: Z128, x: AuthShare, triple: Triple) -> AuthShare:
