@@ -82,6 +82,7 @@ __all__ = ["Engine", "OpenRequest", "Interactive", "DEFAULT_RELAY_MIN"]
 
 OpenRequest = list[AuthShare]
 Interactive = Generator[OpenRequest, list[Z128], AuthShare]
+"""An interactive node: yields shares to open, receives the opened values, returns its result."""
 
 _JOINED_MIN = 1 << 16
 """Elements from which a product's masks are computed straight into the open's share rows."""
@@ -94,7 +95,6 @@ class _JoinedOpen(list):  # type: ignore[type-arg]
     def __init__(self, shares: Sequence[AuthShare], rows: np.ndarray) -> None:
         super().__init__(shares)
         self.rows = rows
-"""An interactive node: yields shares to open, receives the opened values, returns its result."""
 
 _DEFAULT_CHECK_EVERY = 1 << 22
 DEFAULT_RELAY_MIN = 1 << 18
