@@ -341,7 +341,7 @@ def _kernel_rows(limbs: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[np
     out = []
     # A loop over the few operands, not elements.
     for limb in limbs:
-        if not limb.flags.aligned or not limb.flags.c_contiguous and not (limb.ndim == 2 and limb.strides[1] == 8):
+        if not limb.flags.aligned or not (limb.flags.c_contiguous or (limb.ndim == 2 and limb.strides[1] == 8)):
             return None
         if limb.shape == shape:
             out.append(limb.reshape(rows, -1))
@@ -396,18 +396,18 @@ def _by_kernel(
         lo, hi = out
         if lo.dtype != _U64 or hi.dtype != _U64 or lo.shape != shape or hi.shape != shape:
             raise ConfigError(f"out must be two uint64 arrays of shape {shape}")
-        if _kernel_rows([lo, hi], shape) is None:
-            return None
-    rows = shape[0] if len(shape) > 1 else 1
-    out = (lo.reshape(rows, -1), hi.reshape(rows, -1))
+    dest = _kernel_rows([lo, hi], shape)
+    if dest is None:  # (only a given ``out`` can be refused)
+        return None
     kernel = getattr(kernels, name)
     if all(limb.flags.c_contiguous for limb in (*limbs, lo, hi)):
-        kernel(*limbs, *out)
+        kernel(*limbs, *dest)
     else:
         # Rows of a wider array: one call per row, each on contiguous (1, n) views (the
         # compiled loop for contiguous operands; a loop over rows, not elements).
-        for r in range(rows):
-            kernel(*(limb[r : r + 1] if limb.shape[0] > 1 else limb for limb in limbs), out[0][r : r + 1], out[1][r : r + 1])
+        for r in range(dest[0].shape[0]):
+            rows = (limb[r : r + 1] if limb.shape[0] > 1 else limb for limb in limbs)
+            kernel(*rows, dest[0][r : r + 1], dest[1][r : r + 1])
     return _z(lo, hi)
 
 
@@ -643,8 +643,9 @@ def dot_u64(a: Z128, c: np.ndarray) -> Z128:
         return _dot_small(a, c)
     if a.size <= _BLOCK:
         return sum(_mul_u64(a, _z(c, c)))
-    kernels = _kernels() if a.size >= _KERNEL_MIN else None
-    if kernels is not None and all(x.flags.c_contiguous and x.flags.aligned for x in (a.lo, a.hi, c)):
+    # Lines the kernels take (_kernel_rows' rule: large, aligned, contiguous), passed as they are.
+    kernels = None if _kernel_rows([a.lo, a.hi, c], a.shape) is None else _kernels()
+    if kernels is not None:
         lo, hi = kernels.dot_u64(a.lo, a.hi, c)
         return _z(np.asarray(np.uint64(lo)), np.asarray(np.uint64(hi)))
     total = zeros(1)
