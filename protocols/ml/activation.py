@@ -261,12 +261,6 @@ def _mask_open(
     return [sh.add(flat, mask), *opens], read, shared
 
 
-def _weighted(bits: AuthShare) -> AuthShare:
-    """``sum_i 2^i [b_i]`` over the rows of ``bits`` (``(rows, m)``, rows < 64)."""
-    weights = np.left_shift(np.uint64(1), np.arange(bits.shape[0], dtype=np.uint64)).reshape(-1, 1)
-    return AuthShare(r128.sum(r128.mul_u64(bits.data, weights), axis=1))
-
-
 def _shared_truncation(mask: AuthShare, top_bits: AuthShare, trunc_bits: int) -> TruncationPair:
     """A truncation pair for ``trunc_bits`` with ``r = mask`` from the mask's bits ``trunc_bits .. 63``.
 
@@ -278,7 +272,7 @@ def _shared_truncation(mask: AuthShare, top_bits: AuthShare, trunc_bits: int) ->
     rows = cmp.K - trunc_bits
     if top_bits.shape[0] != rows:
         raise ConfigError("internal: the mask's top bits do not fit the truncation")
-    return TruncationPair(mask, _weighted(top_bits[: rows - 1]), top_bits[rows - 1], trunc_bits)
+    return TruncationPair(mask, cmp.weighted_bits(top_bits[: rows - 1]), top_bits[rows - 1], trunc_bits)
 
 
 def _finish(steps: Generator[list[AuthShare], list[Z128], list[AuthShare]], opened: list[Z128]) -> list[AuthShare]:

@@ -89,6 +89,7 @@ __all__ = [
     "K",
     "CHUNKS",
     "Want",
+    "weighted_bits",
     "compose_mask",
     "chunk_values",
     "select",
@@ -134,12 +135,20 @@ class Want:
 # -- pure parts ------------------------------------------------------------------------------------
 
 
+def weighted_bits(bits: AuthShare) -> AuthShare:
+    """``sum_i 2^i [b_i]`` over the leading axis of ``bits`` (bit-major, at most 64 rows): local."""
+    rows = bits.shape[0]
+    if not 0 < rows <= K:
+        raise ConfigError("weighted_bits needs 1 to 64 rows of bits")
+    weights = _WEIGHTS[:rows].reshape(rows, *([1] * (bits.ndim - 1)))
+    return AuthShare(r128.sum(r128.mul_u64(bits.data, weights), axis=1))
+
+
 def compose_mask(bits: AuthShare, high: AuthShare) -> AuthShare:
     """``[r] = sum_i 2^i [r_i] + 2^64 [t]`` from bits ``(64, m)`` (bit-major) and values ``(m,)``."""
     if bits.shape[:1] != (K,) or bits.shape[1:] != high.shape:
         raise ConfigError("compose_mask needs bits of shape (64, m) and values of shape (m,)")
-    low = r128.sum(r128.mul_u64(bits.data, _WEIGHTS.reshape(K, *([1] * high.ndim))), axis=1)
-    return sh.add(AuthShare(low), sh.shl(high, 64))
+    return sh.add(weighted_bits(bits), sh.shl(high, 64))
 
 
 def chunk_values(c: np.ndarray) -> np.ndarray:
