@@ -44,11 +44,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from mpc.checks import check_int
 from mpc.errors import ConfigError, FrameError, HandshakeFailed
 from transport.framing import (
     MAX_NAME_CHARS,
-    MIN_FRAME_BYTES,
     PROTOCOL_VERSION,
     AckHeader,
     ChunkHeader,
@@ -107,7 +105,7 @@ class Link:
 
     Raises:
         ConfigError: a name is not a str of 1 to 256 characters, both names are equal, or
-            ``frame_bytes`` is below :data:`~transport.framing.MIN_FRAME_BYTES`.
+            ``frame_bytes`` is not an int in [:data:`~transport.framing.MIN_FRAME_BYTES`, 2**31].
     """
 
     def __init__(
@@ -128,10 +126,7 @@ class Link:
         self.local = local
         self.peer = peer
         self.limits = limits or FrameLimits()
-        if frame_bytes is not None:
-            bad = f"frame_bytes must be an int >= {MIN_FRAME_BYTES}, got {frame_bytes!r}"
-            check_int(frame_bytes, "frame_bytes", lo=MIN_FRAME_BYTES, message=bad)
-        self._encoder = MessageEncoder(self.limits, frame_bytes=frame_bytes)
+        self._encoder = MessageEncoder(self.limits, frame_bytes=frame_bytes)  # checks frame_bytes
         self._instance = os.urandom(_INSTANCE_BYTES)
         self._peer_instance: bytes | None = None
         self._established = False
