@@ -83,10 +83,14 @@ def input_share(mask: AuthShare, d: np.ndarray, party_id: int, key_share: np.nda
     return sh.add_public(mask, d, party_id, key_share)
 
 
-def beaver_masks(x: AuthShare, y: AuthShare, triple: Triple) -> tuple[AuthShare, AuthShare]:
-    """``[d] = [x] - [a]`` and ``[e] = [y] - [b]``, to be opened."""
+def _check_fit(x: AuthShare, y: AuthShare, triple: Triple) -> None:
     if x.shape != triple.a.shape or y.shape != triple.b.shape:
         raise ConfigError(f"triple shapes {triple.a.shape}, {triple.b.shape} do not fit {x.shape}, {y.shape}")
+
+
+def beaver_masks(x: AuthShare, y: AuthShare, triple: Triple) -> tuple[AuthShare, AuthShare]:
+    """``[d] = [x] - [a]`` and ``[e] = [y] - [b]``, to be opened."""
+    _check_fit(x, y, triple)
     return sh.sub(x, triple.a), sh.sub(y, triple.b)
 
 
@@ -100,8 +104,9 @@ def beaver_masks_joined(x: AuthShare, y: AuthShare, triple: Triple) -> tuple[Aut
         there. Opening ``rows`` in place overwrites the value shares of ``[d]`` and ``[e]``
         (their MAC shares stay), so they must be used for nothing else.
     """
-    if x.shape != triple.a.shape or y.shape != triple.b.shape or x.shape != y.shape:
-        raise ConfigError(f"triple shapes {triple.a.shape}, {triple.b.shape} do not fit {x.shape}, {y.shape}")
+    _check_fit(x, y, triple)
+    if x.shape != y.shape:
+        raise ConfigError(f"an elementwise product needs operands of one shape, got {x.shape} and {y.shape}")
     n = x.size
     buf = np.empty((2, 2, 2 * n), dtype=_U64)  # [limb, value share | MAC share, d then e]
     shares = []
