@@ -24,7 +24,7 @@ from websockets.streams import StreamReader
 
 from mpc.errors import FrameError, FrameTooLarge, PeerUnavailable
 from mpc.prg import PRG
-from tests.transport.test_framing import MALFORMED_BODIES, raw_frame, same_array
+from tests.transport.test_framing import MALFORMED_BODIES, PLAIN_LEAVES, raw_frame, same_array
 from transport.framing import (
     MAX_NAME_CHARS,
     FrameLimits,
@@ -106,14 +106,6 @@ def test_a_bad_whole_message_leaves_the_link_unchanged() -> None:
     assert message.payload["v"].tolist() == [True, False, True]
 
 
-_leaf = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(1 << 63), max_value=(1 << 64) - 1),
-    st.floats(allow_nan=False),
-    st.text(max_size=8),
-    st.binary(max_size=8),
-)
 _array = st.builds(
     lambda dtype, n, seed: PRG(bytes([seed]) * 16).buffer(n * np.dtype(dtype).itemsize).view(dtype)
     if dtype != "?"
@@ -122,7 +114,7 @@ _array = st.builds(
     st.integers(min_value=0, max_value=40),
     st.integers(min_value=0, max_value=255),
 )
-_flat = st.dictionaries(st.text(min_size=1, max_size=4), st.one_of(_leaf, _array), max_size=5)
+_flat = st.dictionaries(st.text(min_size=1, max_size=4), st.one_of(PLAIN_LEAVES, _array), max_size=5)
 
 
 @FUZZ

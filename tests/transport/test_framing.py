@@ -525,13 +525,18 @@ def test_fuzz_decode_payload_random_bytes(body: bytes, raw: bytes) -> None:
         pass
 
 
-_leaf = st.one_of(
+PLAIN_LEAVES = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(1 << 63), max_value=(1 << 64) - 1),
     st.floats(allow_nan=False),
     st.text(max_size=8),
     st.binary(max_size=8),
+)
+"""The msgpack scalars a payload may carry (also used by tests/transport/test_fast_paths.py)."""
+
+_leaf = st.one_of(
+    PLAIN_LEAVES,
     st.builds(
         msgpack.ExtType,
         st.integers(min_value=0, max_value=127),
