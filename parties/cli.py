@@ -96,23 +96,11 @@ def _setup_logging(level: str, logfile: Path | None = None) -> None:
     )
 
 
-def single_threaded_blas() -> None:
-    """One BLAS thread per party process.
-
-    Several parties (and their jobs) share a machine's cores; OpenBLAS's own thread pool then
-    fights them (a 100x100 matrix product measured 2-10 s instead of 15 ms).
-    """
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
 def cmd_start(args: argparse.Namespace) -> int:
     from parties.node import Node
 
     cfg = load_node_config(_config_path(args))
     _setup_logging(args.log_level, cfg.state_dir / "node.log")
-    single_threaded_blas()
 
     async def run() -> None:
         node = Node(cfg)

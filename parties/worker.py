@@ -73,11 +73,8 @@ async def run(run_dir: Path, name: str) -> int:
 def main() -> int:
     """Entry point."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from parties.cli import single_threaded_blas
-
-    single_threaded_blas()
     run_dir, name = Path(sys.argv[1]), sys.argv[2]
-    return aio.run(run(run_dir, name))
+    return aio.run(run(run_dir, name))  # one BLAS thread, tuned allocator (aio.prepare_process)
 
 
 if __name__ == "__main__":
