@@ -21,7 +21,7 @@ from transport.framing import FrameLimits
 from transport.identity import Federation, Identity, PeerInfo, generate_identity
 from transport.link import Link
 from transport.tls import client_context
-from transport.websocket import MESH_PATH, PARTY_HEADER, WebsocketMesh, _FrameReader
+from transport.websocket import MESH_PATH, PARTY_HEADER, WebsocketMesh, _BufferedReceiver, _FrameReader
 
 NAMES = ("a", "b", "c")
 TIMEOUT = 3.0  # recv/connect timeout of the meshes; every test ends well within it when healthy
@@ -477,6 +477,30 @@ async def _exchange_rounds(session: Session, x: np.ndarray) -> list[np.ndarray]:
 
 async def test_bulk_messages_take_the_zero_copy_path_intact(make_mesh: MeshFactory, prg: PRG) -> None:
     meshes = {"a": make_mesh("a"), "b": make_mesh("b")}
+    await _bulk_exchange_takes_the_zero_copy_path(meshes, prg)
+
+
+def test_bulk_messages_take_the_zero_copy_path_on_uvloop(
+    identities: dict[str, Identity], federation: Federation, prg: PRG
+) -> None:
+    """Party processes run on uvloop, whose TLS layer decrypts into our buffer only through the
+    BufferedProtocol shim (it copies for any asyncio.Protocol, as websockets connections are)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        meshes = {
+            n: WebsocketMesh(identities[n], federation, recv_timeout=TIMEOUT, connect_timeout=TIMEOUT) for n in ("a", "b")
+        }
+        try:
+            await _bulk_exchange_takes_the_zero_copy_path(meshes, prg)
+        finally:
+            for mesh in meshes.values():
+                await mesh.stop()
+
+    uvloop.run(main())
+
+
+async def _bulk_exchange_takes_the_zero_copy_path(meshes: dict[str, WebsocketMesh], prg: PRG) -> None:
     for mesh in meshes.values():
         await mesh.start()
     await _connected(list(meshes.values()))
@@ -491,6 +515,7 @@ async def test_bulk_messages_take_the_zero_copy_path_intact(make_mesh: MeshFacto
             np.testing.assert_array_equal(got, want)
         peer = meshes[me]._peers[other]
         assert peer.ws is not None and isinstance(peer.ws.protocol.reader, _FrameReader)
+        assert isinstance(peer.ws.transport.get_protocol(), _BufferedReceiver)
         stats = meshes[me].stats()["peers"][other]
         assert stats["frames_dropped"] == 0
         assert 12 <= stats["frames_sent"] <= 12 + 3  # 3 messages of 4 frames, at most one ACK each
