@@ -4,9 +4,10 @@ Every party runs in its own process over the real mesh (mutual TLS 1.3 websocket
 nodes. Each run creates a :class:`protocols.spdz_offline.DealerFreePreprocessing` (MAC key
 shares and base OTs, not timed), then times one production between two barriers. Reported:
 
-- ``triples_per_s`` (2 and 3 parties): triples / wall time of the production (``params`` also
-  give the busiest party's CPU time and ``triples_per_cpu_s``: production is CPU-bound here, so
-  on a machine shared with other work the wall time overstates the cost);
+- ``triples_per_s`` (2 and 3 parties; 65,536 and 32,768 triples): triples / wall time of the
+  production (``params`` also give the busiest party's CPU time and ``triples_per_cpu_s``:
+  production is CPU-bound here, so on a machine shared with other work the wall time
+  overstates the cost);
 - ``bytes_per_triple``: every byte all parties wrote during it (framing and acknowledgements
   included) / triples, beside the protocol's theoretical payload
   (:func:`protocols.spdz_offline.theoretical_bytes_per_triple`) in ``params``;
@@ -85,7 +86,9 @@ async def measure(n: int, params: dict[str, Any]) -> dict[str, float]:
 async def run() -> None:
     """Triples for 2 and 3 parties, bits and a matrix triple for 2 parties."""
     common = {"transport": "processes", "tau": DEFAULT_TAU, "security": "active (SPDZ2k, k = s = 64)", "peer_source": PEER_NOTE}
-    for n, count in ((2, 16384), (3, 8192)):
+    # Batches as a node's producer makes them ahead of need, long enough (several seconds) for
+    # the steady rate: a short one is dominated by the pipeline's first and last rounds.
+    for n, count in ((2, 65536), (3, 32768)):
         r = await measure(n, {"triples": count})
         theory = theoretical_bytes_per_triple(n, DEFAULT_TAU)
         params = {
