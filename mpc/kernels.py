@@ -28,7 +28,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["add_products", "add", "sub", "dot_u64"]
+__all__ = ["add_products", "add", "sub", "dot_u64", "mulhi"]
 
 _JIT = {"nopython": True, "nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
 
@@ -46,7 +46,7 @@ def _signature(inputs: int, outputs: int, dims: int = 2, result: Any = types.voi
 
 
 @intrinsic
-def _mulhi(typingctx: Any, a: Any, b: Any) -> Any:
+def mulhi(typingctx: Any, a: Any, b: Any) -> Any:
     """The high 64 bits of the 128-bit product of two uint64 values."""
     sig = types.uint64(types.uint64, types.uint64)
 
@@ -72,11 +72,11 @@ def add_products(c_lo, c_hi, a1_lo, a1_hi, b1_lo, b1_hi, a2_lo, a2_hi, b2_lo, b2
             x0, x1 = a1_lo[ra1, i], a1_hi[ra1, i]
             y0, y1 = b1_lo[rb1, i], b1_hi[rb1, i]
             p_lo = x0 * y0
-            p_hi = _mulhi(x0, y0) + x0 * y1 + x1 * y0
+            p_hi = mulhi(x0, y0) + x0 * y1 + x1 * y0
             u0, u1 = a2_lo[ra2, i], a2_hi[ra2, i]
             v0, v1 = b2_lo[rb2, i], b2_hi[rb2, i]
             q_lo = u0 * v0
-            q_hi = _mulhi(u0, v0) + u0 * v1 + u1 * v0
+            q_hi = mulhi(u0, v0) + u0 * v1 + u1 * v0
             s = c_lo[rc, i] + p_lo
             h = c_hi[rc, i] + p_hi + np.uint64(s < p_lo)
             t = s + q_lo
@@ -120,7 +120,7 @@ def dot_u64(lo, hi, c):  # type: ignore[no-untyped-def]
         x, k = lo[i], c[i]
         p = x * k
         t = s_lo + p
-        s_hi += _mulhi(x, k) + hi[i] * k + np.uint64(t < p)
+        s_hi += mulhi(x, k) + hi[i] * k + np.uint64(t < p)
         s_lo = t
     return s_lo, s_hi
 

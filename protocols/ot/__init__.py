@@ -53,6 +53,10 @@ sender                                              receiver                    
   (n, *shape, 2) uint64 limbs [lo, hi] (z2_128)       sharing of c*x: receiver v, sender -s)
 ==================================================  ==============================================  ======
 
+The ring calls also take ``out=`` (a reusable buffer for ``s`` / ``v``) and the sender
+``repeat=k`` (every row of ``x`` sent in ``k`` consecutive OTs, without materializing the
+repeated rows; the receiver's ``c`` covers all ``n * k`` OTs).
+
 Outputs are fresh per call: random OT and chosen-message pads are the tweakable
 correlation-robust hash (:mod:`protocols.ot.crhash`) of the IKNP rows, tweaked by a per-pair
 OT counter, so no two OTs of a pair ever use the same tweak. Correlated OT returns the raw IKNP

@@ -30,15 +30,20 @@ punctured-PRF based extensions such as SoftSpokenOT and silent OT). It is a PRG 
 ``tccr`` under distinct tweaks is indistinguishable from independent random functions of a
 uniform secret input (the TCCR property with a zero correlation).
 
-Transpose: :func:`transpose_bits` turns a ``(w, n/8)`` bit matrix into ``(n, w/8)`` with numpy
-only. When ``w`` is a multiple of 64 and rows are whole 64-bit words (OT extension), every
-64x64 block is transposed in place by six delta-swap stages on uint64 words (~12 ns per
-128-bit row); otherwise a byte-level reshape is followed by an 8x8 bit transpose of every
+Transpose: :func:`transpose_bits` turns a ``(w, n/8)`` bit matrix into ``(n, w/8)``. When
+``w`` is a multiple of 64 and rows are whole 64-bit words (OT extension), every 64x64 block is
+transposed by six delta-swap stages on uint64 words: by a compiled loop
+(:func:`protocols.ot.kernels.transpose64`, ~6 ns per 128-bit row) when numba is available
+(:func:`load_kernels`; else a warning), by numpy in place (~12 ns, the reference); otherwise a byte-level reshape is followed by an 8x8 bit transpose of every
 64-bit word by three delta swaps (Hacker's Delight, 7-3). Bits are little-endian within bytes
 everywhere: bit ``k`` of a row is bit ``k % 8`` of byte ``k // 8``.
 """
 
 from __future__ import annotations
+
+import functools
+import logging
+from types import ModuleType
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -57,7 +62,10 @@ __all__ = [
     "transpose_bits",
     "pack_bits",
     "unpack_bits",
+    "load_kernels",
 ]
+
+_log = logging.getLogger(__name__)
 
 BLOCK = 16
 """Bytes per AES block / per OT-extension row."""
@@ -69,6 +77,28 @@ _M8_1 = np.uint64(0x00AA00AA00AA00AA)
 _M8_2 = np.uint64(0x0000CCCC0000CCCC)
 _M8_3 = np.uint64(0x00000000F0F0F0F0)
 _S7, _S14, _S28 = np.uint64(7), np.uint64(14), np.uint64(28)
+
+
+@functools.cache
+def _kernels() -> ModuleType | None:
+    """:mod:`protocols.ot.kernels`, imported on first use (numba), or ``None`` if it cannot be
+    imported: then numpy computes everything (same values, slower) and a warning says so."""
+    try:
+        from protocols.ot import kernels
+    except ImportError as exc:
+        _log.warning("compiled OT kernels unavailable (%s): OT extension uses numpy", exc)
+        return None
+    return kernels
+
+
+def load_kernels() -> bool:
+    """Import :mod:`protocols.ot.kernels` now (numba; compiled code from the disk cache, or
+    compiled on a machine's first use), so that the first OT batch does not pay for it.
+
+    Returns:
+        Whether the kernels are available (else OT extension computes with numpy).
+    """
+    return _kernels() is not None
 
 
 def _as_blocks(x: np.ndarray) -> np.ndarray:
@@ -243,15 +273,27 @@ class SeedExpander:
     def __len__(self) -> int:
         return len(self._encs)
 
-    def next(self, nbytes: int) -> np.ndarray:
-        """The next ``nbytes`` of every stream: (k, nbytes) uint8."""
+    def next(self, nbytes: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The next ``nbytes`` of every stream: (k, nbytes) uint8.
+
+        Args:
+            nbytes: bytes per stream.
+            out: a 1-d C-contiguous uint8 buffer of at least ``k * nbytes + 16`` bytes to write
+                into (e.g. one reused across calls; the result is a view of it), else fresh memory.
+        """
         if nbytes < 0:
             raise ConfigError("byte count must be non-negative")
         k = len(self._encs)
         if self._zeros.size < nbytes:
             self._zeros = np.zeros(nbytes, dtype=np.uint8)
         zeros = memoryview(self._zeros)[:nbytes]
-        buf = np.empty(k * nbytes + BLOCK, dtype=np.uint8)  # update_into wants a block of slack
+        size = k * nbytes + BLOCK  # update_into wants a block of slack
+        if out is None:
+            buf = np.empty(size, dtype=np.uint8)
+        elif out.dtype != np.uint8 or out.ndim != 1 or not out.flags.c_contiguous or not out.flags.writeable or out.size < size:
+            raise ConfigError("out must be a writeable 1-d uint8 buffer of k * nbytes + 16 bytes")
+        else:
+            buf = out[:size]
         out = memoryview(buf)
         # One loop iteration per stream (k = 128 or 256 seeds), each one AES-CTR call.
         for j, enc in enumerate(self._encs):
@@ -352,11 +394,12 @@ def _transpose64(words: np.ndarray) -> np.ndarray:
     return out.reshape(64 * n_words, g)
 
 
-def transpose_bits(m: np.ndarray) -> np.ndarray:
+def transpose_bits(m: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """Transpose a bit matrix: ``out[i]`` bit ``j`` = ``m[j]`` bit ``i``.
 
     Fast path (``w`` a multiple of 64 and whole 8-byte words per row, as in OT extension): 64x64
-    bit blocks by delta swaps on uint64 words (:func:`_transpose64`). General path, per chunk of
+    bit blocks by delta swaps on uint64 words (:func:`protocols.ot.kernels.transpose64`, or
+    :func:`_transpose64`, the numpy reference, without numba). General path, per chunk of
     columns (so each step works in cache): view every row as uint64 words and transpose the
     (w x C) word matrix (numpy copy of 8-byte elements); transpose the 8x8 *bytes* of each group
     of 8 rows (a reshape copy); transpose the 8x8 *bits* of every word (:func:`_transpose8`);
@@ -364,6 +407,9 @@ def transpose_bits(m: np.ndarray) -> np.ndarray:
 
     Args:
         m: (w, nbytes) uint8, ``w`` rows of ``8 * nbytes`` bits, ``w`` a multiple of 8.
+        out: a 1-d C-contiguous, 8-byte aligned uint8 buffer of at least ``w * nbytes`` bytes
+            for the result (e.g. one reused across calls), used by the compiled fast path (the
+            result is then a view of it); otherwise, or if ``None``, the result is fresh memory.
 
     Returns:
         (8 * nbytes, w // 8) uint8.
@@ -372,7 +418,24 @@ def transpose_bits(m: np.ndarray) -> np.ndarray:
         raise ConfigError("transpose_bits needs a (w, nbytes) uint8 array with w a multiple of 8")
     w, nb = m.shape
     if w % 64 == 0 and nb % 8 == 0 and w and nb:
-        return _transpose64(np.ascontiguousarray(m).view(np.uint64)).view(np.uint8)
+        words = np.ascontiguousarray(m).view(np.uint64)
+        kernels = _kernels()
+        if kernels is None:
+            return _transpose64(words).view(np.uint8)
+        shape = (64 * words.shape[1], w // 64)
+        usable = (
+            out is not None
+            and out.dtype == np.uint8
+            and out.ndim == 1
+            and out.flags.c_contiguous
+            and out.flags.writeable
+            and out.flags.aligned
+            and out.size >= w * nb
+            and out.ctypes.data % 8 == 0
+        )
+        dest = out[: w * nb].view(np.uint64).reshape(shape) if usable and out is not None else np.empty(shape, dtype=np.uint64)
+        kernels.transpose64(words, dest)
+        return dest.view(np.uint8)
     g = w // 8
     pad = -nb % 8
     if pad:

@@ -73,7 +73,11 @@ of ``2 n L`` bytes, for ring OT ``n * shape * 8`` (Z_2^64) or ``* 16`` (Z_2^128)
 receiver ``2m`` CTR blocks + ``n (1 + L/16)`` ECB blocks; sender ``m`` CTR + ``2n (1 + L/16)``
 ECB; active mode adds one GHASH pass over the ``m`` rows per side (and one over the choice
 bits at the receiver) and one SHA-256 pass over ``u``. The bit-matrix transposes are 64x64
-delta swaps on uint64 words (:func:`~protocols.ot.crhash.transpose_bits`). Preprocessing: the base OTs of setup (2 rounds, 8 KB R->S + 32 B S->R, about 512
+delta swaps on uint64 words (:func:`~protocols.ot.crhash.transpose_bits`). The local
+passes (transposes, the XORs of step 1, the derive step around the AES calls) run as compiled
+loops (:mod:`protocols.ot.kernels`, numba) when available, numpy otherwise (the same bytes);
+ring calls write their stream bytes and rows into buffers reused from call to call
+(:class:`Buffers`), since first-touching fresh memory costs page faults. Preprocessing: the base OTs of setup (2 rounds, 8 KB R->S + 32 B S->R, about 512
 scalar multiplications in all). Batches above 4096 rows run their numpy work in a worker thread
 (:func:`asyncio.to_thread`; numpy and hashlib release the GIL on large buffers) so that the event loop
 keeps moving bytes; PRG streams and OT indices are drawn on the loop, in call order.
@@ -92,11 +96,12 @@ from mpc.errors import AbortError, ConfigError, ProtocolViolation, error_from_co
 from mpc.session import Round, Session
 from protocols.ot import gf128
 from protocols.ot.base import base_ot_recv, base_ot_send
-from protocols.ot.crhash import BLOCK, CRHash, SeedExpander, pack_bits, transpose_bits, unpack_bits
+from protocols.ot.crhash import BLOCK, CRHash, SeedExpander, _kernels, pack_bits, transpose_bits, unpack_bits
 from protocols.ot.ringot import ring_recv, ring_send
 
 __all__ = [
     "KAPPA",
+    "Buffers",
     "KOS_PAD",
     "Ring",
     "OTExtSender",
@@ -146,24 +151,63 @@ def fs_challenge(context: bytes, u: np.ndarray) -> int:
     return int.from_bytes(h.digest()[:16], "little")
 
 
-def receiver_columns(g0: np.ndarray, g1: np.ndarray, packed_choices: np.ndarray) -> np.ndarray:
-    """IKNP step 1 at the receiver: ``u_j = G(k0_j) ^ G(k1_j) ^ c`` for every column ``j``."""
-    u = g0 ^ g1
-    u ^= packed_choices[None, :]
-    return u
+def _words(a: np.ndarray) -> np.ndarray | None:
+    """A (rows, bytes) uint8 matrix as C-contiguous uint64 words, or ``None`` if its rows are not
+    whole words."""
+    if a.dtype != np.uint8 or a.ndim != 2 or a.shape[1] % 8:
+        return None
+    return np.ascontiguousarray(a).view(np.uint64)
 
 
-def sender_rows(g: np.ndarray, u: np.ndarray, delta_mask: np.ndarray) -> np.ndarray:
+def receiver_columns(g0: np.ndarray, g1: np.ndarray, packed_choices: np.ndarray, *, reuse_g1: bool = False) -> np.ndarray:
+    """IKNP step 1 at the receiver: ``u_j = G(k0_j) ^ G(k1_j) ^ c`` for every column ``j``.
+
+    One compiled pass (:func:`protocols.ot.kernels.xor_rows_with`) when numba is available and
+    rows are whole 64-bit words, else numpy (the reference; same bytes). ``reuse_g1``: write
+    ``u`` over ``g1`` (a C-contiguous array the caller no longer needs) instead of fresh memory.
+    """
+    kernels = _kernels()
+    w0, w1 = _words(g0), _words(g1)
+    wc = _words(packed_choices.reshape(1, -1))
+    reuse = reuse_g1 and g1.flags.c_contiguous and g1.flags.writeable
+    if kernels is None or w0 is None or w1 is None or wc is None or g0.shape != g1.shape or wc.shape[1] != w0.shape[1]:
+        u = np.bitwise_xor(g0, g1, out=g1 if reuse else None)
+        u ^= packed_choices[None, :]
+        return u
+    out = w1 if reuse else np.empty(w0.shape, dtype=np.uint64)
+    kernels.xor_rows_with(w0, w1, wc[0], out)  # element by element: writing over w1 is safe
+    return out.view(np.uint8)
+
+
+def sender_rows(
+    g: np.ndarray, u: np.ndarray, delta_mask: np.ndarray, *, reuse_g: bool = False, out: np.ndarray | None = None
+) -> np.ndarray:
     """IKNP step 1 at the sender: rows ``q_i`` of ``Q_j = G(k_{Delta_j}) ^ Delta_j u_j``.
+
+    With numba, ``Q`` is formed in one compiled pass (:func:`protocols.ot.kernels.masked_xor`)
+    and transposed by :func:`~protocols.ot.crhash.transpose_bits`; else numpy (the reference;
+    same bytes).
 
     Args:
         g: (128, m/8) the sender's stream bytes.
         u: (128, m/8) the receiver's columns.
         delta_mask: (128, 1) uint8, 0xFF where ``Delta_j = 1``.
+        reuse_g: form ``Q`` over ``g`` (a C-contiguous array the caller no longer needs).
+        out: a buffer for the rows (see :func:`~protocols.ot.crhash.transpose_bits`).
     """
-    q = u & delta_mask
-    q ^= g
-    return transpose_bits(q)
+    kernels = _kernels()
+    gw, uw = _words(g), _words(u)
+    rows = g.shape[0]
+    if kernels is None or gw is None or uw is None or g.shape != u.shape:
+        q = u & delta_mask
+        q ^= g
+        return transpose_bits(q)
+    # The mask byte of each row repeated into a word: the bytewise AND of the numpy path.
+    row_mask = np.ascontiguousarray(np.broadcast_to(np.asarray(delta_mask, dtype=np.uint8).reshape(rows, 1), (rows, 8))).view(np.uint64)
+    reuse = reuse_g and g.flags.c_contiguous and g.flags.writeable
+    q = gw if reuse else np.empty(gw.shape, dtype=np.uint64)
+    kernels.masked_xor(gw, uw, row_mask.reshape(rows), q)  # element by element: over gw is safe
+    return transpose_bits(q.view(np.uint8), out=out)
 
 
 def kos_receiver_check(t: np.ndarray, packed_choices: np.ndarray, m: int, alpha: int) -> np.ndarray:
@@ -216,6 +260,16 @@ def _check_n(n: Any) -> int:
     return check_int(n, "number of OTs", lo=0, hi=_MAX_OTS, numpy=True, message="number of OTs must be an int in [0, 2^32]")
 
 
+def _check_out(out: Any, size: int) -> None:
+    """Check an output buffer before any round is allocated (so a bad one costs no messages)."""
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint64 or out.size != size:
+        raise ConfigError("out must be a uint64 array with one word per output word")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ConfigError("out must be C-contiguous and writeable")
+
+
 def _as_delta(delta: Any) -> np.ndarray:
     d = np.frombuffer(bytes(delta), dtype=np.uint8) if isinstance(delta, (bytes, bytearray)) else np.asarray(delta)
     if d.dtype != np.uint8 or d.shape != (BLOCK,):
@@ -224,16 +278,24 @@ def _as_delta(delta: Any) -> np.ndarray:
 
 
 def receiver_batch(
-    g0: np.ndarray, g1: np.ndarray, choices: np.ndarray, pad_bits: np.ndarray, context: bytes, active: bool
+    g0: np.ndarray,
+    g1: np.ndarray,
+    choices: np.ndarray,
+    pad_bits: np.ndarray,
+    context: bytes,
+    active: bool,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """The receiver's whole extension step (steps 1 and 2 of the module docstring).
 
     Args:
-        g0, g1: (128, m/8) the next bytes of the streams of ``k0_j`` and ``k1_j``.
+        g0, g1: (128, m/8) the next bytes of the streams of ``k0_j`` and ``k1_j`` (``g1`` is
+            overwritten: it becomes ``u``).
         choices: (n,) 0/1 uint8.
         pad_bits: (m - n,) random 0/1 uint8.
         context: the Fiat-Shamir context of the call.
         active: compute the KOS check values.
+        out: a buffer for the rows ``t`` (see :func:`~protocols.ot.crhash.transpose_bits`).
 
     Returns:
         ``(u, check, t)``: the (128, m/8) matrix to send, the (32,) check values (``None`` if
@@ -241,21 +303,30 @@ def receiver_batch(
     """
     m = 8 * g0.shape[1]
     packed = pack_bits(np.concatenate([choices, pad_bits]), m)
-    u = receiver_columns(g0, g1, packed)
-    t = transpose_bits(g0)
+    u = receiver_columns(g0, g1, packed, reuse_g1=True)  # g1 is this call's own stream output
+    t = transpose_bits(g0, out=out)
     check = kos_receiver_check(t, packed, m, fs_challenge(context, u)) if active else None
     return u, check, t
 
 
 def sender_batch(
-    g: np.ndarray, u: np.ndarray, delta_mask: np.ndarray, delta: int, check: np.ndarray | None, context: bytes
+    g: np.ndarray,
+    u: np.ndarray,
+    delta_mask: np.ndarray,
+    delta: int,
+    check: np.ndarray | None,
+    context: bytes,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The sender's whole extension step: rows ``q_i``, KOS-verified when ``check`` is given.
+
+    ``g`` (the sender's stream bytes) is overwritten with ``Q``; ``out``: a buffer for the rows
+    (see :func:`~protocols.ot.crhash.transpose_bits`).
 
     Raises:
         AbortError: the KOS check fails.
     """
-    q = sender_rows(g, u, delta_mask)
+    q = sender_rows(g, u, delta_mask, reuse_g=True, out=out)  # g is this call's own stream output
     if check is not None:
         kos_sender_verify(q, check, delta, fs_challenge(context, u))
     return q
@@ -285,6 +356,39 @@ def hash_pairs(q: np.ndarray, delta: np.ndarray, first: int, nbytes: int, domain
     return out[:n], out[n:]
 
 
+class Buffers:
+    """Reusable flat uint64 buffers for large per-call arrays (OT rows, stream bytes, outputs).
+
+    A fresh array of megabytes is fresh memory: each first write is a page fault and the kernel
+    zeroes the page (clear_page was about an eighth of the offline producer's CPU time under
+    ``perf``, all processes and threads). Arrays that are dead when a call ends are handed back
+    here and the next call writes over them. Taking and giving happen on the event loop (never
+    in worker threads), and a buffer is given back only when the call that held it has finished
+    (not after an error, when a worker thread may still write into it), so it is never in two
+    calls at once. At most ``keep`` free buffers are kept (the largest).
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        self._free: list[np.ndarray] = []
+        self._keep = keep
+
+    def take(self, words: int) -> np.ndarray:
+        """The smallest free buffer of at least ``words`` words, else a fresh one (its first
+        ``words`` are the caller's: ``buf[:words]``)."""
+        fits = [b for b in self._free if b.size >= words]
+        if not fits:
+            return np.empty(words, dtype=np.uint64)
+        buf = min(fits, key=lambda b: b.size)
+        self._free = [b for b in self._free if b is not buf]
+        return buf
+
+    def give(self, buf: np.ndarray) -> None:
+        """Return a buffer from :meth:`take` (no view of it may be used afterwards)."""
+        self._free.append(buf)
+        self._free.sort(key=lambda b: b.size, reverse=True)
+        del self._free[self._keep :]
+
+
 _INLINE_ROWS = 1 << 12
 """Batches up to this many rows are computed on the event loop; larger ones in a worker thread,
 so that the loop keeps moving bytes (and answering pings) while numpy works (numpy, hashlib and
@@ -308,6 +412,22 @@ class _Side:
         self.peer = peer
         self.active = active
         self._index = 0
+        self._buffers = Buffers(keep=4)  # stream bytes and rows of ring calls (two per call)
+
+    def _scratch(self, m: int, held: list[np.ndarray] | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Reused buffers for a call's stream bytes and rows (``m`` padded rows), recorded in
+        ``held`` to be given back when the call is done; ``(None, None)`` if ``held`` is None."""
+        if held is None:
+            return None, None
+        stream = self._buffers.take(-(-(KAPPA * m // 8 + BLOCK) // 8))
+        rows = self._buffers.take(2 * m)
+        held += [stream, rows]
+        return stream.view(np.uint8), rows.view(np.uint8)
+
+    def _release(self, held: list[np.ndarray]) -> None:
+        """Give back the buffers of a finished call (its rows are dead)."""
+        for buf in held:
+            self._buffers.give(buf)
 
     def _start(self, n: int) -> tuple[Round, int, int]:
         """Allocate this call's round and OT indices (synchronously, in call order)."""
@@ -359,9 +479,10 @@ class OTExtSender(_Side):
         seeds = await base_ot_recv(sub, peer, unpack_bits(d, KAPPA))
         return cls(sub, peer, bool(active), d, seeds)
 
-    async def _extend(self, kind: str, n: int) -> tuple[np.ndarray, int]:
+    async def _extend(self, kind: str, n: int, held: list[np.ndarray] | None = None) -> tuple[np.ndarray, int]:
         rnd, first, m = self._start(n)
-        g = self._streams.next(m // 8)  # drawn now, in call order
+        stream, rows = self._scratch(m, held)
+        g = self._streams.next(m // 8, out=stream)  # drawn now, in call order
         msg = await rnd.recv(self.peer)
         if not isinstance(msg, dict) or msg.get("kind") != kind or msg.get("n") != n:
             raise ProtocolViolation("OT extension: receiver's batch does not match (kind or size)")
@@ -375,14 +496,14 @@ class OTExtSender(_Side):
         elif "check" in msg:
             raise ProtocolViolation("OT extension: unexpected consistency check (active mode mismatch)")
         context = self._context(rnd, kind, n)
-        q = await _compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, check, context)
+        q = await _compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, check, context, rows)
         return q[:n], first
 
-    async def _second(self, kind: str, n: int) -> tuple[np.ndarray, int, Round]:
+    async def _second(self, kind: str, n: int, held: list[np.ndarray] | None = None) -> tuple[np.ndarray, int, Round]:
         """Extend for a two-round flavour; on a failed check or bad message tell the receiver."""
         y_rnd = self._session.round("ext-y")
         try:
-            q, first = await self._extend(kind, n)
+            q, first = await self._extend(kind, n, held)
         except (AbortError, ProtocolViolation) as exc:
             await y_rnd.send(self.peer, {"error": exc.code})
             raise
@@ -425,29 +546,40 @@ class OTExtSender(_Side):
         y1 ^= b
         await y_rnd.send(self.peer, {"y0": y0, "y1": y1})
 
-    async def send_correlated_ring(self, x: Any, ring: Ring = "z2_64") -> np.ndarray:
+    async def send_correlated_ring(
+        self, x: Any, ring: Ring = "z2_64", *, repeat: int = 1, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Additively correlated OT over Z_2^64 or Z_2^128 (Gilboa / MASCOT).
 
         Args:
             x: the correlation, (n, *shape) uint64 for ``z2_64``; (n, *shape, 2) uint64
                 limbs ``[lo, hi]`` for ``z2_128``.
             ring: ``"z2_64"`` or ``"z2_128"``.
+            repeat: send every row of ``x`` in this many consecutive OTs: exactly the OTs of
+                ``np.repeat(x, repeat, axis=0)`` (same messages), without materializing it.
+            out: a buffer for ``s`` (C-contiguous, writeable, uint64, as many elements as
+                ``s``), e.g. one reused across calls; else fresh memory.
 
         Returns:
-            ``s`` of ``x``'s shape and dtype; the receiver gets ``v = s + c * x``, so
+            ``s`` of shape ``(n * repeat, *shape)``; the receiver gets ``v = s + c * x``, so
             ``(v, -s)`` is an additive sharing of ``c * x``.
         """
         ring = _check_ring(ring)
         xa = np.asarray(x)
         if xa.dtype != np.uint64 or xa.ndim < 1 or (ring == "z2_128" and (xa.ndim < 2 or xa.shape[-1] != 2)):
             raise ConfigError("x must be (n, ...) uint64 (z2_64) or (n, ..., 2) uint64 limbs (z2_128)")
-        n = _check_n(xa.shape[0])
+        repeat = check_int(repeat, "repeat", lo=1, hi=_MAX_OTS, numpy=True)
+        n = _check_n(xa.shape[0] * repeat)
         per = int(np.prod(xa.shape[1:], dtype=np.int64)) * 8
         if n == 0 or per == 0:
-            return np.zeros_like(xa)
-        q, first, y_rnd = await self._second("ring-" + ring, n)
+            return np.zeros((n, *xa.shape[1:]), dtype=np.uint64)
+        _check_out(out, n * per // 8)
+        held: list[np.ndarray] = []
+        q, first, y_rnd = await self._second("ring-" + ring, n, held)
         s: np.ndarray
-        s, tau = await _compute(n, ring_send, q, self.delta, first, xa, ring == "z2_128", _DOMAIN_RING)
+        s, tau = await _compute(n, ring_send, q, self.delta, first, xa, ring == "z2_128", _DOMAIN_RING, repeat, out)
+        del q
+        self._release(held)
         await y_rnd.send(self.peer, {"tau": tau})
         return s
 
@@ -482,14 +614,15 @@ class OTExtReceiver(_Side):
         k0, k1 = await base_ot_send(sub, peer, KAPPA)
         return cls(sub, peer, bool(active), k0, k1)
 
-    async def _extend(self, kind: str, c: np.ndarray) -> tuple[np.ndarray, int]:
+    async def _extend(self, kind: str, c: np.ndarray, held: list[np.ndarray] | None = None) -> tuple[np.ndarray, int]:
         n = c.shape[0]
         rnd, first, m = self._start(n)
+        stream, rows = self._scratch(m, held)  # (g1 becomes u, which is sent: never reused)
         # Stream bytes and padding drawn now, in call order; the numpy work may run in a thread.
-        g0, g1 = self._streams0.next(m // 8), self._streams1.next(m // 8)
+        g0, g1 = self._streams0.next(m // 8, out=stream), self._streams1.next(m // 8)
         pad = self._session.prg.bits(m - n)
         context = self._context(rnd, kind, n)
-        u, check, t = await _compute(m, receiver_batch, g0, g1, c, pad, context, self.active)
+        u, check, t = await _compute(m, receiver_batch, g0, g1, c, pad, context, self.active, rows)
         msg: dict[str, Any] = {"kind": kind, "n": n, "u": u}
         if check is not None:
             msg["check"] = check
@@ -547,13 +680,16 @@ class OTExtReceiver(_Side):
         pad ^= np.where(c[:, None].astype(bool), y1, y0)
         return pad
 
-    async def recv_correlated_ring(self, choices: Any, shape: tuple[int, ...] = (), ring: Ring = "z2_64") -> np.ndarray:
+    async def recv_correlated_ring(
+        self, choices: Any, shape: tuple[int, ...] = (), ring: Ring = "z2_64", *, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Additively correlated OT: returns ``v = s + c * x`` (see :meth:`OTExtSender.send_correlated_ring`).
 
         Args:
             choices: (n,) 0/1.
             shape: the per-OT element shape of the sender's ``x`` (without the limb axis).
             ring: ``"z2_64"`` or ``"z2_128"``.
+            out: a buffer for ``v`` (as :meth:`OTExtSender.send_correlated_ring`'s ``out``).
 
         Returns:
             (n, *shape) uint64, or (n, *shape, 2) for ``z2_128``.
@@ -564,12 +700,16 @@ class OTExtReceiver(_Side):
         per = int(np.prod(full[1:], dtype=np.int64)) * 8
         if c.size == 0 or per == 0:
             return np.zeros(full, dtype=np.uint64)
+        _check_out(out, c.size * per // 8)
         y_rnd = self._session.round("ext-y")
-        t, first = await self._extend("ring-" + ring, c)
+        held: list[np.ndarray] = []
+        t, first = await self._extend("ring-" + ring, c, held)
         tau = (await self._answer(y_rnd, ("tau",)))["tau"]
         if not isinstance(tau, np.ndarray) or tau.dtype != np.uint64 or tau.shape != full:
             raise ProtocolViolation("OT extension: malformed ring correction")
-        v: np.ndarray = await _compute(c.size, ring_recv, t, first, c, tau, ring == "z2_128", _DOMAIN_RING)
+        v: np.ndarray = await _compute(c.size, ring_recv, t, first, c, tau, ring == "z2_128", _DOMAIN_RING, out)
+        del t
+        self._release(held)
         return v
 
 

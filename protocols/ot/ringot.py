@@ -15,13 +15,21 @@ faults), and every numpy operation runs over long contiguous or 1-d strided runs
 the 2-word inner axis of a 128-bit element, numpy's slow path). Z_2^128 elements are the
 ``[lo, hi]`` uint64 limb pairs of the OT layer; carries between limbs are fixed by comparisons
 on the low words. The tests compare with the unfused definition.
+
+With numba (a project dependency) the steps between the AES calls run as compiled loops
+(:mod:`protocols.ot.kernels`: one pass each for the AES inputs and for the ring outputs,
+about 1.5x faster in all); the numpy functions here stay the reference and the fallback (with
+a warning) when numba cannot be imported, and the tests compare the two bit for bit.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
-from protocols.ot.crhash import BLOCK, CRHash
+from mpc.errors import ConfigError
+from protocols.ot.crhash import BLOCK, CRHash, _kernels
 
 __all__ = ["ring_send", "ring_recv"]
 
@@ -87,6 +95,11 @@ class _Hasher:
         return y.reshape(n, 2 * self.nblocks)
 
 
+def _row_words(a: np.ndarray) -> int:
+    """Words per row of an ``(n, ...)`` array (also for ``n = 0``)."""
+    return int(np.prod(a.shape[1:], dtype=np.int64))
+
+
 def _rows_per_chunk(n: int, nblocks: int) -> int:
     return max(1, min(n, _CHUNK_BYTES // (BLOCK * nblocks)))
 
@@ -102,23 +115,123 @@ def _mask_rows(a: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
 
 
 def ring_send(
-    q: np.ndarray, delta: np.ndarray, first: int, x: np.ndarray, z128: bool, domain: int
+    q: np.ndarray,
+    delta: np.ndarray,
+    first: int,
+    x: np.ndarray,
+    z128: bool,
+    domain: int,
+    repeat: int = 1,
+    s_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The sender's ``(s, tau)`` of a ring-correlated OT call (see the module docstring).
+
+    Computed by the compiled loops of :mod:`protocols.ot.kernels` around the AES calls when
+    numba is available, else by :func:`_ring_send_numpy` (the reference; same values).
 
     Args:
         q: (n, 16) uint8 rows ``q_i``.
         delta: (16,) uint8, the sender's global correlation.
         first: the OT index of row 0.
-        x: (n, ...) uint64 correlations (for Z_2^128 the last axis is the limb pair).
+        x: (n / repeat, ...) uint64 correlations (for Z_2^128 the last axis is the limb pair).
         z128: the ring is Z_2^128 (else Z_2^64).
         domain: the hash's domain separator.
+        repeat: OTs per correlation: OT ``i`` uses ``x[i // repeat]`` (as ``np.repeat(x,
+            repeat, axis=0)`` would, without materializing it).
+        s_out: where to write ``s`` (a C-contiguous uint64 array of its size, e.g. a reused
+            buffer; it is returned reshaped), else fresh memory.
 
     Returns:
-        ``(s, tau)`` of ``x``'s shape: the sender's output and the correction it sends.
+        ``(s, tau)`` of shape ``(n, *x.shape[1:])``: the sender's output and the correction it
+        sends.
+
+    Raises:
+        ConfigError: ``x`` does not have ``n / repeat`` rows.
     """
+    if repeat < 1 or x.shape[0] * repeat != q.shape[0]:
+        raise ConfigError("ring OT needs one correlation per `repeat` OTs")
     n = q.shape[0]
-    xw = np.ascontiguousarray(x).reshape(n, -1)
+    shape = (n, *x.shape[1:])
+    s_rows = None if s_out is None else _out_rows(s_out, n, _row_words(x))
+    kernels = _kernels()
+    if kernels is None:
+        s, tau = _ring_send_numpy(q, delta, first, np.repeat(x, repeat, axis=0) if repeat > 1 else x, z128, domain)
+        if s_rows is None:
+            return s, tau
+        np.copyto(s_rows, s.reshape(s_rows.shape))
+        return s_rows.reshape(shape), tau
+    s, tau = _ring_send_compiled(kernels, q, delta, first, x, z128, domain, repeat, s_rows)
+    return s.reshape(shape), tau.reshape(shape)
+
+
+def _out_rows(out: np.ndarray, n: int, words: int) -> np.ndarray:
+    """``out`` as ``(n, words)`` uint64 rows to write into.
+
+    Raises:
+        ConfigError: ``out`` is not a writeable C-contiguous uint64 array of ``n * words`` words.
+    """
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint64 or out.size != n * words:
+        raise ConfigError("ring OT output buffer must be uint64 of the output's size")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ConfigError("ring OT output buffer must be C-contiguous and writeable")
+    return out.reshape(n, words)
+
+
+def _ring_send_compiled(
+    kernels: ModuleType,
+    q: np.ndarray,
+    delta: np.ndarray,
+    first: int,
+    x: np.ndarray,
+    z128: bool,
+    domain: int,
+    repeat: int,
+    s_out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ring_send` by the compiled loops: per chunk, two AES calls for ``pi(q)`` and
+    ``pi(q ^ Delta)``, one loop writing the tweaked blocks, one AES call, one loop for the outputs.
+    Returns ``(s, tau)`` as ``(n, words)`` rows (``s`` in ``s_out`` if given)."""
+    n = q.shape[0]
+    words = _row_words(x)
+    xw = np.ascontiguousarray(x).reshape(x.shape[0], words)
+    nblocks = -(-words // 2)
+    if s_out is None:
+        s_out = np.empty((n, words), dtype=np.uint64)
+    t_out = np.empty((n, words), dtype=np.uint64)
+    rows = _rows_per_chunk(n, 2 * nblocks)
+    crh = CRHash()
+    high = _high(nblocks, domain)
+    qd = np.empty((rows, 2), dtype=np.uint64)
+    px = np.empty(2 * rows * BLOCK + BLOCK, dtype=np.uint8)
+    tw = np.empty((2 * rows, nblocks, 2), dtype=np.uint64)
+    ybuf = np.empty(2 * rows * nblocks * BLOCK + BLOCK, dtype=np.uint8)
+    qw = np.ascontiguousarray(q).view(np.uint64)
+    dw = np.ascontiguousarray(delta).view(np.uint64)
+    # A loop over chunks of rows (bounded, cache-resident scratch), each a few compiled loops.
+    for k0 in range(0, n, rows):
+        k1 = min(n, k0 + rows)
+        r = k1 - k0
+        kernels.xor_words(qw[k0:k1], dw, qd[:r])
+        crh.permute_into(qw[k0:k1], px)
+        crh.permute_into(qd[:r], px[r * BLOCK :])
+        p = px[: 2 * r * BLOCK].view(np.uint64).reshape(2 * r, 2)
+        kernels.tweaks(p, np.uint64(first + k0), r, high, tw[: 2 * r])
+        y = crh.permute_into(tw[: 2 * r], ybuf).view(np.uint64).reshape(2 * r, 2 * nblocks)
+        kernels.send_finish(y, p, xw, k0, repeat, z128, s_out[k0:k1], t_out[k0:k1])
+    return s_out, t_out
+
+
+def _high(nblocks: int, domain: int) -> np.ndarray:
+    """The high tweak words ``(b, domain)`` of blocks ``b < nblocks``."""
+    return np.arange(nblocks, dtype=np.uint64) | np.uint64((domain & 0xFFFFFFFF) << 32)
+
+
+def _ring_send_numpy(
+    q: np.ndarray, delta: np.ndarray, first: int, x: np.ndarray, z128: bool, domain: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ring_send` with numpy only (the reference)."""
+    n = q.shape[0]
+    xw = np.ascontiguousarray(x).reshape(n, _row_words(x))
     words = xw.shape[1]
     nblocks = -(-words // 2)
     s_out = np.empty((n, words), dtype=np.uint64)
@@ -156,8 +269,13 @@ def ring_send(
     return s_out.reshape(x.shape), t_out.reshape(x.shape)
 
 
-def ring_recv(t: np.ndarray, first: int, choices: np.ndarray, tau: np.ndarray, z128: bool, domain: int) -> np.ndarray:
+def ring_recv(
+    t: np.ndarray, first: int, choices: np.ndarray, tau: np.ndarray, z128: bool, domain: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """The receiver's ``v = H(t_i) + c_i * tau_i`` of a ring-correlated OT call.
+
+    Compiled (:mod:`protocols.ot.kernels`) when numba is available and ``choices`` is uint8 or
+    bool, else :func:`_ring_recv_numpy` (the reference; same values).
 
     Args:
         t: (n, 16) uint8 rows ``t_i``.
@@ -166,12 +284,66 @@ def ring_recv(t: np.ndarray, first: int, choices: np.ndarray, tau: np.ndarray, z
         tau: (n, ...) uint64, the sender's corrections.
         z128: the ring is Z_2^128 (else Z_2^64).
         domain: the hash's domain separator.
+        out: where to write ``v`` (as ``s_out`` of :func:`ring_send`), else fresh memory.
 
     Returns:
         ``v`` of ``tau``'s shape.
     """
     n = t.shape[0]
-    tw = np.ascontiguousarray(tau).reshape(n, -1)
+    v_rows = None if out is None else _out_rows(out, n, _row_words(tau))
+    kernels = _kernels()
+    c = np.asarray(choices)
+    if kernels is None or c.dtype not in (np.uint8, np.bool_):
+        v = _ring_recv_numpy(t, first, choices, tau, z128, domain)
+        if v_rows is None:
+            return v
+        np.copyto(v_rows, v.reshape(v_rows.shape))
+        return v_rows.reshape(tau.shape)
+    return _ring_recv_compiled(kernels, t, first, c, tau, z128, domain, v_rows).reshape(tau.shape)
+
+
+def _ring_recv_compiled(
+    kernels: ModuleType,
+    t: np.ndarray,
+    first: int,
+    choices: np.ndarray,
+    tau: np.ndarray,
+    z128: bool,
+    domain: int,
+    v_out: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`ring_recv` by the compiled loops (``choices`` uint8 or bool): per chunk, the AES
+    call for ``pi(t)``, one loop writing the tweaked blocks, one AES call, one loop for ``v``.
+    Returns ``v`` as ``(n, words)`` rows (in ``v_out`` if given)."""
+    n = t.shape[0]
+    tw = np.ascontiguousarray(tau).reshape(n, _row_words(tau))
+    words = tw.shape[1]
+    nblocks = -(-words // 2)
+    if v_out is None:
+        v_out = np.empty((n, words), dtype=np.uint64)
+    rows = _rows_per_chunk(n, nblocks)
+    crh = CRHash()
+    high = _high(nblocks, domain)
+    px = np.empty(rows * BLOCK + BLOCK, dtype=np.uint8)
+    tweaked = np.empty((rows, nblocks, 2), dtype=np.uint64)
+    ybuf = np.empty(rows * nblocks * BLOCK + BLOCK, dtype=np.uint8)
+    tb = np.ascontiguousarray(t).view(np.uint64)
+    cb = np.ascontiguousarray(choices).view(np.uint8)
+    # A loop over chunks of rows (bounded, cache-resident scratch), each a few compiled loops.
+    for k0 in range(0, n, rows):
+        k1 = min(n, k0 + rows)
+        r = k1 - k0
+        p = crh.permute_into(tb[k0:k1], px).view(np.uint64).reshape(r, 2)
+        kernels.tweaks(p, np.uint64(first + k0), r, high, tweaked[:r])
+        y = crh.permute_into(tweaked[:r], ybuf).view(np.uint64).reshape(r, 2 * nblocks)
+        kernels.recv_finish(y, p, cb[k0:k1], tw[k0:k1], z128, v_out[k0:k1])
+    return v_out
+
+
+def _ring_recv_numpy(t: np.ndarray, first: int, choices: np.ndarray, tau: np.ndarray, z128: bool, domain: int) -> np.ndarray:
+    """:func:`ring_recv` with numpy only (the reference)."""
+    n = t.shape[0]
+    tw = np.ascontiguousarray(tau).reshape(n, _row_words(tau))
     words = tw.shape[1]
     nblocks = -(-words // 2)
     v_out = np.empty((n, words), dtype=np.uint64)

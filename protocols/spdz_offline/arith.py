@@ -2,11 +2,19 @@
 
 Everything here is local and pure (no communication, no randomness). Loops are over bit
 positions (at most 128), never over elements: each iteration is one vectorized operation.
+:func:`lincomb_signed` (the contraction of the Gilboa products, the offline phase's largest
+local computation), :func:`vole_correlation` and :func:`sum_ots` run as compiled loops
+(:mod:`protocols.spdz_offline.kernels`, numba; 6x, 2.5x and 3.7x faster) when numba is
+available, else numpy with a warning; the numpy paths stay the reference (the tests compare
+them bit for bit and with Python integers).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
@@ -21,6 +29,7 @@ __all__ = [
     "from_limbs",
     "key_bits",
     "vole_correlation",
+    "sum_ots",
     "bits_as_z128",
     "inverse_odd",
     "sqrt_odd",
@@ -29,7 +38,10 @@ __all__ = [
     "lincomb_limbs",
     "lincomb_signed",
     "lincomb_bits",
+    "load_kernels",
 ]
+
+_log = logging.getLogger(__name__)
 
 KEY_BITS = 64
 """Bits of a MAC key share alpha_i (s = 64)."""
@@ -60,6 +72,17 @@ def vole_correlation(x: Z128) -> np.ndarray:
     additive sharing of ``alpha_i * x`` (Gilboa's product, one OT per key bit).
     """
     out = np.empty((KEY_BITS, *x.shape, 2), dtype=np.uint64)
+    kernels = _kernels()
+    if kernels is not None and x.size:
+        lo = np.ascontiguousarray(x.lo, dtype=np.uint64).reshape(-1)
+        hi = np.ascontiguousarray(x.hi, dtype=np.uint64).reshape(-1)
+        kernels.shifts(lo, hi, out.reshape(KEY_BITS, 2 * x.size))
+        return out
+    return _vole_correlation_numpy(x, out)
+
+
+def _vole_correlation_numpy(x: Z128, out: np.ndarray) -> np.ndarray:
+    """:func:`vole_correlation` by numpy (the reference) into ``out``."""
     lo, hi = np.asarray(x.lo), np.asarray(x.hi)
     out[0, ..., 0] = lo
     out[0, ..., 1] = hi
@@ -69,6 +92,19 @@ def vole_correlation(x: Z128) -> np.ndarray:
         out[shift, ..., 0] = lo << s
         out[shift, ..., 1] = (hi << s) | (lo >> np.uint64(64 - shift))
     return out
+
+
+def sum_ots(out: np.ndarray) -> Z128:
+    """The sum over the first axis of OT outputs in the limb layout: ``(R, *shape, 2)`` limbs ->
+    ``(*shape)`` (one compiled pass with numba, else :func:`mpc.ring128.sum`; the same values)."""
+    kernels = _kernels()
+    if kernels is None or out.ndim < 2 or out.shape[-1] != 2 or out.dtype != np.uint64:
+        return r128.sum(from_limbs(out), axis=0)
+    shape = out.shape[1:-1]
+    width = int(np.prod(shape, dtype=np.int64))
+    lo, hi = np.empty(width, dtype=np.uint64), np.empty(width, dtype=np.uint64)
+    kernels.sum_rows(np.ascontiguousarray(out).reshape(out.shape[0], 2 * width), lo, hi)
+    return Z128(lo.reshape(shape), hi.reshape(shape))
 
 
 def bits_as_z128(bits: np.ndarray) -> Z128:
@@ -132,6 +168,28 @@ def add_public(x: AuthShare, k: Z128, party_id: int, key_share: np.ndarray) -> A
     return AuthShare(r128.add(x.data, r128.stack([value, r128.mul_u64(k, key)])))
 
 
+@functools.cache
+def _kernels() -> ModuleType | None:
+    """:mod:`protocols.spdz_offline.kernels`, imported on first use (numba), or ``None`` if it
+    cannot be imported: then numpy computes (same values, slower) and a warning says so."""
+    try:
+        from protocols.spdz_offline import kernels
+    except ImportError as exc:
+        _log.warning("compiled offline kernels unavailable (%s): products are contracted by numpy", exc)
+        return None
+    return kernels
+
+
+def load_kernels() -> bool:
+    """Import :mod:`protocols.spdz_offline.kernels` now (numba; compiled code from the disk
+    cache, or compiled on a machine's first use), so that the first batch does not pay for it.
+
+    Returns:
+        Whether the kernels are available (else numpy contracts the products).
+    """
+    return _kernels() is not None
+
+
 _LINCOMB_ROWS = 128
 """Rows of OT outputs converted to float64 per block (a few MB of scratch, reused)."""
 
@@ -173,16 +231,38 @@ def lincomb_signed(plus: Sequence[np.ndarray], minus: Sequence[np.ndarray], coef
         scratch) and contracted over ``h`` with the coefficient limbs by one batched BLAS
         product ``(8, tau) @ (tau, 8 |rest|)``. Exact: every sum of ``tau`` limb products stays
         below ``2^53`` for ``tau <= 2^20``. Limb products of weight ``>= 2^128`` are dropped
-        when the products are summed by weight.
+        when the products are summed by weight. With numba, one compiled loop per term
+        accumulates the 128-bit products instead (:func:`protocols.spdz_offline.kernels.
+        lincomb_acc`; the same values).
     """
     terms = [np.ascontiguousarray(t) for t in (*plus, *minus)]
     if not terms or any(t.dtype != np.uint64 or t.shape != terms[0].shape or t.ndim < 3 or t.shape[-1] != 2 for t in terms):
         raise ConfigError("lincomb terms must be uint64 (N, tau, ..., 2) limb arrays of one shape")
+    if coeffs.shape != (terms[0].shape[1],):
+        raise ConfigError("lincomb needs one coefficient per term row (tau,)")
+    kernels = _kernels()
+    if kernels is None:
+        return _lincomb_numpy(terms, len(plus), coeffs)
+    n, tau = terms[0].shape[0], terms[0].shape[1]
+    rest = terms[0].shape[2:-1]
+    width = int(np.prod(rest, dtype=np.int64))
+    out_lo = np.zeros((n, width), dtype=np.uint64)
+    out_hi = np.zeros((n, width), dtype=np.uint64)
+    r_lo = np.ascontiguousarray(coeffs.lo, dtype=np.uint64)
+    r_hi = np.ascontiguousarray(coeffs.hi, dtype=np.uint64)
+    # A loop over the terms (2 (parties - 1)), each one compiled pass.
+    for i, t in enumerate(terms):
+        kernels.lincomb_acc(t.reshape(n, tau * width * 2), r_lo, r_hi, i >= len(plus), out_lo, out_hi)
+    return Z128(out_lo.reshape(n, *rest), out_hi.reshape(n, *rest))
+
+
+def _lincomb_numpy(terms: list[np.ndarray], n_plus: int, coeffs: Z128) -> Z128:
+    """:func:`lincomb_signed` by numpy and BLAS (the reference): ``terms`` are the validated,
+    C-contiguous ``plus`` then ``minus`` arrays."""
     n, tau = terms[0].shape[0], terms[0].shape[1]
     rest = terms[0].shape[2:-1]
     width = int(np.prod(rest, dtype=np.int64))
     words = [t.reshape(n, tau * width * 2) for t in terms]
-    n_plus = len(plus)
     rt = np.ascontiguousarray(_coeff_limbs(coeffs).T)  # (8, tau)
     out_w = np.zeros((n, width, 8), dtype=np.float64)
     step = max(1, min(n, _LINCOMB_ROWS))

@@ -33,6 +33,11 @@ entries of one OT call share ``r``, which adds their distances: at most ``N 2^-6
 entries, ``N <= 4096`` for scalar triples, so ``2^-52``).
 Cost per entry and ordered pair: ``tau`` OTs, i.e. ``16 tau`` bytes of IKNP matrix from the
 receiver and ``16 tau |x|`` bytes of corrections from the sender.
+
+Local compute: the sender hands its vector once per entry to the OT layer, which sends it in
+``tau`` OTs (``repeat``) without materializing the repetition; the OT outputs of every call
+go into the lane's reused buffers (:class:`Pairs`); the contraction and the vOLE's sums are
+compiled loops (:mod:`protocols.spdz_offline.arith`).
 """
 
 from __future__ import annotations
@@ -45,9 +50,11 @@ from mpc import ring128 as r128
 from mpc.errors import ConfigError
 from mpc.ring128 import Z128
 from mpc.session import Session
-from protocols.ot import OTExtReceiver, OTExtSender
+from protocols.ot import OTExtReceiver, OTExtSender, crhash
+from protocols.ot.extension import Buffers
 
-from protocols.spdz_offline.arith import from_limbs, key_bits, lincomb_bits, lincomb_signed, to_limbs, vole_correlation
+from protocols.spdz_offline import arith
+from protocols.spdz_offline.arith import key_bits, lincomb_bits, lincomb_signed, sum_ots, to_limbs, vole_correlation
 from protocols.spdz_offline.coin import coin_toss, gather_all
 
 __all__ = ["Behaviour", "Pairs", "Context", "setup_pairs", "authenticate", "multiply", "uniform"]
@@ -68,7 +75,16 @@ class Behaviour:
     """
 
     def mult_correlation(self, peer: int, x: np.ndarray) -> np.ndarray:
-        """The multiplication correlations sent to ``peer``, (OTs, width, 2) uint64 limbs."""
+        """The multiplication correlations sent to ``peer``.
+
+        Args:
+            peer: the receiver.
+            x: (entries, width, 2) uint64 limbs, each entry sent in ``tau`` consecutive OTs.
+
+        Returns:
+            ``x`` itself (honest), or other correlations of its shape (one per entry), or
+            (entries * tau, width, 2) limbs (one per OT).
+        """
         return x
 
     def vole_correlation(self, peer: int, x: np.ndarray) -> np.ndarray:
@@ -82,10 +98,14 @@ class Behaviour:
 
 @dataclass
 class Pairs:
-    """This party's OT-extension endpoints: ``send[k]`` for me -> k, ``recv[k]`` for k -> me."""
+    """This party's OT-extension endpoints: ``send[k]`` for me -> k, ``recv[k]`` for k -> me,
+    and the lane's reusable OT output buffers (:class:`~protocols.ot.extension.Buffers`: every
+    multiplication call writes 32 MB of OT outputs per peer and direction, every vOLE call 16
+    MB, dead once contracted; the next call writes over them instead of fresh memory)."""
 
     send: dict[int, OTExtSender] = field(default_factory=dict)
     recv: dict[int, OTExtReceiver] = field(default_factory=dict)
+    buffers: Buffers = field(default_factory=Buffers)
 
 
 @dataclass
@@ -108,10 +128,14 @@ async def setup_pairs(session: Session) -> Pairs:
     """Base OTs for every ordered pair with this party (in parallel; 2 rounds each).
 
     Uncached (:meth:`OTExtSender.setup`): the producer owns its OT streams, so no other
-    protocol's calls can interleave with its calls on a pair.
+    protocol's calls can interleave with its calls on a pair. The compiled loops of the OT
+    extension and of the product contraction are loaded here (numba, about half a second once
+    per process), before production starts.
     """
+    crhash.load_kernels()
+    arith.load_kernels()
     me = session.party_id
-    pairs = Pairs()
+    pairs = Pairs(buffers=Buffers(keep=2 * (session.n_parties - 1)))  # one per concurrent OT call
 
     async def sender(k: int) -> None:
         pairs.send[k] = await OTExtSender.setup(session, k, active=True)
@@ -157,20 +181,27 @@ async def authenticate(ctx: Context, own: Z128, lengths: dict[int, int]) -> tupl
         raise ConfigError("own values must be a flat vector of the announced length")
     choices = key_bits(ctx.key_share)
 
+    buffers = ctx.pairs.buffers
+
     async def as_sender(k: int) -> Z128:
         parts = []
         for part in _chunks(lengths[me], _VOLE_CHUNK):
             x = ctx.behaviour.vole_correlation(k, vole_correlation(own[part]))
-            s = await ctx.pairs.send[k].send_correlated_ring(x, ring="z2_128")
+            buf = buffers.take(x.size)
+            s = await ctx.pairs.send[k].send_correlated_ring(x, ring="z2_128", out=buf[: x.size])
             parts.append(_sum_ots(s))
+            buffers.give(buf)  # (only after success: a failed call may still be writing into it)
         return r128.concatenate(parts)
 
     async def as_receiver(k: int) -> Z128:
         parts = []
         for part in _chunks(lengths[k], _VOLE_CHUNK):
             width = part.stop - part.start
-            v = await ctx.pairs.recv[k].recv_correlated_ring(choices, shape=(width,), ring="z2_128")
+            words = choices.size * width * 2
+            buf = buffers.take(words)
+            v = await ctx.pairs.recv[k].recv_correlated_ring(choices, shape=(width,), ring="z2_128", out=buf[:words])
             parts.append(_sum_ots(v))
+            buffers.give(buf)
         return r128.concatenate(parts)
 
     others = ctx.session.others
@@ -185,7 +216,7 @@ async def authenticate(ctx: Context, own: Z128, lengths: dict[int, int]) -> tupl
 
 def _sum_ots(out: np.ndarray) -> Z128:
     """The sum over the 64 OTs of a vOLE call's outputs."""
-    return r128.sum(from_limbs(out), axis=0)
+    return sum_ots(out)
 
 
 def _contract(outs: list[np.ndarray], n_sent: int, beta: np.ndarray, r: Z128, width: int) -> tuple[Z128, Z128]:
@@ -226,22 +257,32 @@ async def multiply(ctx: Context, corr: Z128, beta: np.ndarray, name: str) -> tup
     others = ctx.session.others
     b_parts: list[Z128] = []
     cross_parts: list[Z128] = []
+    buffers = ctx.pairs.buffers
     for index, part in enumerate(_chunks(n_entries, step)):
-        x = np.repeat(to_limbs(corr[part]), tau, axis=0)  # (count * tau, w, 2)
+        x = to_limbs(corr[part])  # (count, w, 2), each row sent in tau OTs: (count * tau, w, 2)
         choices = beta[part].reshape(-1)
+        words = choices.size * width * 2
+        # One output buffer per OT call (2 (n - 1)), reused across calls (see Buffers).
+        taken = [buffers.take(words) for _ in range(2 * len(others))]
 
-        async def as_sender(k: int, x: np.ndarray = x) -> np.ndarray:
+        async def as_sender(k: int, buf: np.ndarray, x: np.ndarray = x) -> np.ndarray:
             sent = ctx.behaviour.mult_correlation(k, x)
-            return await ctx.pairs.send[k].send_correlated_ring(sent, ring="z2_128")
+            repeat = tau if sent.shape[0] == x.shape[0] else 1
+            return await ctx.pairs.send[k].send_correlated_ring(sent, ring="z2_128", repeat=repeat, out=buf[:words])
 
-        async def as_receiver(k: int, choices: np.ndarray = choices) -> np.ndarray:
-            return await ctx.pairs.recv[k].recv_correlated_ring(choices, shape=(width,), ring="z2_128")
+        async def as_receiver(k: int, buf: np.ndarray, choices: np.ndarray = choices) -> np.ndarray:
+            return await ctx.pairs.recv[k].recv_correlated_ring(choices, shape=(width,), ring="z2_128", out=buf[:words])
 
-        outs = await gather_all(*(as_sender(k) for k in others), *(as_receiver(k) for k in others))
+        calls = [as_sender(k, taken[i]) for i, k in enumerate(others)]
+        calls += [as_receiver(k, taken[len(others) + i]) for i, k in enumerate(others)]
+        outs = await gather_all(*calls)
         del x
         rng = await coin_toss(ctx.session, f"{name}-lhl-{index}")
         r = r128.uniform(rng.uint64((tau, 2)))
         b, cross = _contract(outs, len(others), beta[part], r, width)
+        del outs
+        for buf in taken:  # (only after success: a failed call may still be writing into one)
+            buffers.give(buf)
         b_parts.append(b)
         cross_parts.append(cross)
     return r128.concatenate(b_parts), r128.concatenate(cross_parts)

@@ -107,8 +107,30 @@ class CheatMultiply(Behaviour):
 
     def mult_correlation(self, peer: int, x: np.ndarray) -> np.ndarray:
         x = x.copy()
-        x[: 256 * 4, :, 0] += np.uint64(1)
+        x[:4, :, 0] += np.uint64(1)  # entries 0..3, in all their tau OTs
         return x
+
+
+class PerOT(Behaviour):
+    """Honest, but hands the multiplication one correlation per OT (``repeat=1`` in the OT layer)."""
+
+    def mult_correlation(self, peer: int, x: np.ndarray) -> np.ndarray:
+        return np.repeat(x, 256, axis=0)
+
+
+async def prog_per_ot(s: Session, inp: None) -> Any:
+    p = await DealerFreePreprocessing.create(s, behaviour=PerOT() if s.party_id == 1 else None)
+    await p.produce(Requirements(triples=8))
+    p.reserve(Requirements(triples=8))
+    return {"key": p.mac_key_share(), "triples": p.triples((8,))}
+
+
+def test_correlations_per_ot_equal_repeated_ones(seed: bytes) -> None:
+    """The compact correlations (each sent in tau OTs) and the materialized ones are the same OTs."""
+    res = run_local(prog_per_ot, [None] * 2, seeds=party_seeds(seed, 2))
+    alpha = alpha_of(res)
+    a, b, c = (open_checked([r["triples"].__getattribute__(f) for r in res], alpha) for f in "abc")
+    assert all((int(x) * int(y) - int(z)) % M64 == 0 for x, y, z in zip(a, b, c))
 
 
 class CheatAuthenticate(Behaviour):

@@ -1,0 +1,252 @@
+"""The compiled loops of protocols.ot.kernels against the numpy reference paths, bit for bit."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from mpc.errors import ConfigError
+from mpc.prg import PRG
+from protocols.ot import crhash, extension, ringot
+from protocols.ot import kernels as k
+
+DOMAIN = 3
+M64, M128 = 1 << 64, 1 << 128
+
+
+def readonly(a: np.ndarray) -> np.ndarray:
+    b = a.copy()
+    b.setflags(write=False)
+    return b
+
+
+def extremes(x: np.ndarray, prg: PRG) -> np.ndarray:
+    """``x`` with about a third of its words 2^64 - 1 and a third 0: every carry and borrow."""
+    flat = x.reshape(-1)
+    pick = prg.buffer(flat.size) % 3
+    flat[pick == 0] = np.uint64(M64 - 1)
+    flat[pick == 1] = np.uint64(0)
+    return x
+
+
+def same(a: tuple[np.ndarray, ...] | np.ndarray, b: tuple[np.ndarray, ...] | np.ndarray) -> bool:
+    a_t = a if isinstance(a, tuple) else (a,)
+    b_t = b if isinstance(b, tuple) else (b,)
+    return all(x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a_t, b_t, strict=True))
+
+
+# -- the ring-OT derive step ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "n, shape, z128",
+    [
+        (1000, (2, 2), True),  # the multiplication shape
+        (4099, (1, 2), True),  # several chunks, an odd partial last one
+        (3, (700, 2), True),  # wide rows: one row per chunk
+        (41, (5,), False),  # Z_2^64, odd width: a truncated last block
+        (2500, (3,), False),
+        (1, (1,), False),
+        (0, (2, 2), True),  # empty
+    ],
+)
+def test_ring_derive_equals_numpy(prg: PRG, n: int, shape: tuple[int, ...], z128: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ringot, "_CHUNK_BYTES", 1 << 12)  # many small chunks
+    q = prg.buffer(16 * n).reshape(n, 16)
+    delta = prg.buffer(16).copy()
+    x = extremes(prg.uint64((n, *shape)), prg)
+    c = (prg.buffer(n) & 1).astype(np.uint8)
+    first = (1 << 40) + 7
+    want = ringot._ring_send_numpy(q, delta, first, x, z128, DOMAIN)
+    got = ringot._ring_send_compiled(k, readonly(q), readonly(delta), first, readonly(x), z128, DOMAIN, 1)
+    assert same(tuple(a.reshape(x.shape) for a in got), want)
+    v_want = ringot._ring_recv_numpy(q, first, c, want[1], z128, DOMAIN)
+    v_got = ringot._ring_recv_compiled(k, readonly(q), first, readonly(c), readonly(want[1]), z128, DOMAIN)
+    assert same(v_got.reshape(x.shape), v_want)
+    # into given buffers (the reuse of the multiplication), by both paths
+    s_buf, v_buf = np.empty(x.size, dtype=np.uint64), np.empty(x.size, dtype=np.uint64)
+    s_got, t_got = ringot.ring_send(q, delta, first, x, z128, DOMAIN, 1, s_out=s_buf)
+    assert same((s_got, t_got), want) and (n == 0 or np.shares_memory(s_got, s_buf))
+    v_got = ringot.ring_recv(q, first, c, want[1], z128, DOMAIN, out=v_buf)
+    assert same(v_got, v_want) and (n == 0 or np.shares_memory(v_got, v_buf))
+    s_buf[:] = 0
+    assert same(ringot.ring_send(q, delta, first, x, z128, DOMAIN, 1, s_out=s_buf), want)  # not stale
+    assert same(ringot.ring_recv(q, first, c.astype(np.int64), want[1], z128, DOMAIN, out=v_buf), v_want)
+    with pytest.raises(ConfigError):
+        ringot.ring_send(q, delta, first, x, z128, DOMAIN, 1, s_out=np.empty(x.size + 1, dtype=np.uint64))
+    with pytest.raises(ConfigError):
+        ringot.ring_recv(q, first, c, want[1], z128, DOMAIN, out=readonly(v_buf))
+    # bool choices take the compiled path too; other integer dtypes the numpy one: same values
+    assert same(ringot.ring_recv(q, first, c.astype(bool), want[1], z128, DOMAIN), v_want)
+    assert same(ringot.ring_recv(q, first, c.astype(np.int64), want[1], z128, DOMAIN), v_want)
+
+
+@pytest.mark.parametrize("repeat, rows", [(1, 37), (3, 37), (256, 5), (7, 1)])
+def test_ring_send_repeat_is_np_repeat(prg: PRG, repeat: int, rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compact ``x`` sent ``repeat`` times per row equals the materialized repeat, also when
+    chunk boundaries fall inside a row's run of OTs."""
+    monkeypatch.setattr(ringot, "_CHUNK_BYTES", 1 << 10)  # 16-row chunks
+    n = rows * repeat
+    q = prg.buffer(16 * n).reshape(n, 16)
+    delta = prg.buffer(16).copy()
+    x = extremes(prg.uint64((rows, 2, 2)), prg)
+    want = ringot._ring_send_numpy(q, delta, 5, np.repeat(x, repeat, axis=0), True, DOMAIN)
+    assert same(ringot.ring_send(q, delta, 5, readonly(x), True, DOMAIN, repeat), want)
+    kernels = crhash._kernels()
+    monkeypatch.setattr(crhash, "_kernels", lambda: None)
+    monkeypatch.setattr(ringot, "_kernels", lambda: None)
+    assert same(ringot.ring_send(q, delta, 5, x, True, DOMAIN, repeat), want)  # the numpy fallback
+    assert kernels is not None
+
+
+def test_ring_send_repeat_against_python_ints(prg: PRG) -> None:
+    """``tau = s + x - H(q ^ Delta)`` mod 2^128 with Python integers, ``x`` repeated."""
+    n, repeat = 60, 4
+    q = prg.buffer(16 * n).reshape(n, 16)
+    delta = prg.buffer(16).copy()
+    x = extremes(prg.uint64((n // repeat, 2, 2)), prg)
+    s, tau = ringot.ring_send(q, delta, 11, x, True, DOMAIN, repeat)
+    h0, h1 = extension.hash_pairs(q, delta, 11, 32, DOMAIN)
+    for i in (0, 1, 17, n - 1):
+        for e in range(2):
+            lo = slice(16 * e, 16 * e + 16)
+            hs, hd = int.from_bytes(h0[i, lo].tobytes(), "little"), int.from_bytes(h1[i, lo].tobytes(), "little")
+            xe = int(x[i // repeat, e, 0]) | (int(x[i // repeat, e, 1]) << 64)
+            assert int(s[i, e, 0]) | (int(s[i, e, 1]) << 64) == hs
+            assert int(tau[i, e, 0]) | (int(tau[i, e, 1]) << 64) == (hs + xe - hd) % M128
+
+
+def test_ring_send_rejects_a_wrong_repeat(prg: PRG) -> None:
+    q = prg.buffer(16 * 10).reshape(10, 16)
+    with pytest.raises(ConfigError):
+        ringot.ring_send(q, prg.buffer(16), 0, prg.uint64((3, 2)), True, DOMAIN, 3)
+    with pytest.raises(ConfigError):
+        ringot.ring_send(q, prg.buffer(16), 0, prg.uint64((10, 2)), True, DOMAIN, 0)
+
+
+def test_tweaks_and_xor_words_equal_their_definitions(prg: PRG) -> None:
+    for n, nb, period in ((13, 3, 13), (10, 1, 4), (0, 2, 1), (7, 5, 7)):
+        p = readonly(prg.uint64((n, 2)))
+        high = readonly(prg.uint64(nb))
+        first = np.uint64(M64 - 3)  # the index wraps modulo 2^64
+        out = np.empty((n, nb, 2), dtype=np.uint64)
+        k.tweaks(p, first, period, high, out)
+        idx = np.array([(int(first) + i % period) % M64 for i in range(n)], dtype=np.uint64)
+        assert np.array_equal(out[:, :, 0], np.broadcast_to((p[:, 0] ^ idx)[:, None], (n, nb)))
+        assert np.array_equal(out[:, :, 1], p[:, 1:2] ^ high[None, :])
+        d = readonly(prg.uint64(2))
+        xo = np.empty((n, 2), dtype=np.uint64)
+        k.xor_words(p, d, xo)
+        assert np.array_equal(xo, p ^ d[None, :])
+
+
+# -- the IKNP matrices ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows, words", [(64, 1), (128, 3), (128, 8), (192, 17), (128, 2049), (64, 0), (0, 5)])
+def test_transpose64_equals_numpy(prg: PRG, rows: int, words: int) -> None:
+    m = readonly(prg.uint64((rows, words)))
+    out = np.empty((64 * words, rows // 64), dtype=np.uint64)
+    k.transpose64(m, out)
+    if rows and words:
+        assert np.array_equal(out, crhash._transpose64(m))
+        # and bit by bit: bit i of word c of row j is bit j % 64 of word j // 64 of row 64 c + i
+        for j, c, i in ((0, 0, 0), (rows - 1, words - 1, 63), (rows // 2, words // 2, 37)):
+            bit = (int(m[j, c]) >> i) & 1
+            assert (int(out[64 * c + i, j // 64]) >> (j % 64)) & 1 == bit
+
+
+def test_transpose_bits_uses_the_kernel_and_equals_numpy(prg: PRG, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = prg.buffer(128 * 24).reshape(128, 24)
+    got = crhash.transpose_bits(readonly(m))
+    monkeypatch.setattr(crhash, "_kernels", lambda: None)
+    assert same(got, crhash.transpose_bits(m))
+
+
+@pytest.mark.parametrize("nbytes", [16, 24, 8 * 1031, 12, 1])
+def test_iknp_columns_and_rows_equal_numpy(prg: PRG, nbytes: int) -> None:
+    g0, g1, u = (readonly(prg.buffer(128 * nbytes).reshape(128, nbytes)) for _ in range(3))
+    packed = readonly(prg.buffer(nbytes))
+    mask = readonly(((prg.buffer(128) & 1) * np.uint8(0xFF)).reshape(128, 1))
+    assert same(extension.receiver_columns(g0, g1, packed), g0 ^ g1 ^ packed[None, :])
+    assert same(extension.sender_rows(g0, u, mask), crhash.transpose_bits((u & mask) ^ g0))
+
+
+def test_masked_xor_and_xor_rows_with(prg: PRG) -> None:
+    for rows, n in ((3, 5), (128, 1), (0, 4), (2, 0)):
+        g, u = readonly(prg.uint64((rows, n))), readonly(prg.uint64((rows, n)))
+        mask = readonly(np.where(prg.buffer(rows) & 1, np.uint64(M64 - 1), np.uint64(0)).astype(np.uint64))
+        out = np.empty((rows, n), dtype=np.uint64)
+        k.masked_xor(g, u, mask, out)
+        assert np.array_equal(out, g ^ (u & mask[:, None]))
+        row = readonly(prg.uint64(n))
+        k.xor_rows_with(g, u, row, out)
+        assert np.array_equal(out, g ^ u ^ row[None, :])
+
+
+# -- without numba --------------------------------------------------------------------------
+
+
+def test_without_numba_numpy_computes_and_warns(prg: PRG, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import protocols.ot
+
+    n = 300
+    q = prg.buffer(16 * n).reshape(n, 16)
+    delta = prg.buffer(16).copy()
+    x = prg.uint64((n, 2, 2))
+    c = (prg.buffer(n) & 1).astype(np.uint8)
+    want = ringot.ring_send(q, delta, 0, x, True, DOMAIN)
+    v_want = ringot.ring_recv(q, 0, c, want[1], True, DOMAIN)
+    m = prg.buffer(128 * 16).reshape(128, 16)
+    t_want = crhash.transpose_bits(m)
+    monkeypatch.setitem(sys.modules, "protocols.ot.kernels", None)  # makes the import fail
+    monkeypatch.delattr(protocols.ot, "kernels", raising=False)
+    crhash._kernels.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="protocols.ot.crhash"):
+            assert crhash.load_kernels() is False
+        assert "numpy" in caplog.text
+        assert same(ringot.ring_send(q, delta, 0, x, True, DOMAIN), want)
+        assert same(ringot.ring_recv(q, 0, c, want[1], True, DOMAIN), v_want)
+        assert same(crhash.transpose_bits(m), t_want)
+    finally:
+        monkeypatch.undo()
+        crhash._kernels.cache_clear()
+    assert crhash.load_kernels() is True
+
+
+def test_iknp_steps_may_reuse_the_stream_buffers(prg: PRG) -> None:
+    """With ``reuse_*`` the result is the same, written over the stream bytes (both paths)."""
+    g0, g1, u = (prg.buffer(128 * 32).reshape(128, 32) for _ in range(3))
+    packed = prg.buffer(32)
+    mask = ((prg.buffer(128) & 1) * np.uint8(0xFF)).reshape(128, 1)
+    want_u = g0 ^ g1 ^ packed[None, :]
+    want_q = crhash.transpose_bits((u & mask) ^ g0)
+    for odd in (False, True):  # whole words (compiled) and not (numpy)
+        a0, a1 = (g0[:, :31].copy(), g1[:, :31].copy()) if odd else (g0.copy(), g1.copy())
+        got = extension.receiver_columns(a0, a1, packed[: a1.shape[1]], reuse_g1=True)
+        assert same(got, want_u[:, : a1.shape[1]]) and np.shares_memory(got, a1)
+    a0 = g0.copy()
+    assert same(extension.sender_rows(a0, u, mask, reuse_g=True), want_q)
+    assert np.array_equal(a0, (u & mask) ^ g0)  # g now holds Q
+    ro = readonly(g1)
+    assert same(extension.receiver_columns(g0, ro, packed, reuse_g1=True), want_u)  # never over read-only input
+
+
+def test_streams_and_transpose_into_given_buffers(prg: PRG) -> None:
+    seeds = prg.buffer(16 * 128).reshape(128, 16)
+    a, b = crhash.SeedExpander(seeds), crhash.SeedExpander(seeds)
+    buf = np.zeros(8 * (128 * 48 // 8 + 2) + 8, dtype=np.uint64).view(np.uint8)
+    for nbytes in (48, 16, 0):  # the streams continue alike, into the buffer or not
+        got = b.next(nbytes, out=buf)
+        assert same(got, a.next(nbytes)) and (nbytes == 0 or np.shares_memory(got, buf))
+    with pytest.raises(ConfigError):
+        b.next(48, out=buf[:100])
+    m = prg.buffer(128 * 48).reshape(128, 48)
+    rows = np.empty(128 * 48 // 8 + 1, dtype=np.uint64).view(np.uint8)
+    got = crhash.transpose_bits(m, out=rows)
+    assert same(got, crhash.transpose_bits(m)) and np.shares_memory(got, rows)
+    small = np.empty(10, dtype=np.uint8)  # too small: the result is fresh memory
+    assert same(crhash.transpose_bits(m, out=small), crhash.transpose_bits(m))
