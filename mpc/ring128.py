@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mpc.checks import check_int
+from mpc.compiled import optional_kernels
 from mpc.errors import ConfigError
 
 _log = logging.getLogger(__name__)
@@ -356,12 +357,7 @@ def _kernel_rows(limbs: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[np
 def _kernels() -> ModuleType | None:
     """:mod:`mpc.kernels`, imported on first use (numba), or ``None`` if it cannot be imported:
     then the numpy path serves every operation (same results, slower) and a warning says so."""
-    try:
-        from mpc import kernels
-    except ImportError as exc:
-        _log.warning("compiled ring kernels unavailable (%s): large operations use numpy", exc)
-        return None
-    return kernels
+    return optional_kernels("mpc.kernels", _log, "large operations use numpy")
 
 
 def load_kernels() -> bool:

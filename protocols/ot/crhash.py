@@ -48,6 +48,7 @@ from types import ModuleType
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from mpc.compiled import optional_kernels
 from mpc.errors import ConfigError
 from mpc.prg import SEED_BYTES
 
@@ -83,12 +84,7 @@ _S7, _S14, _S28 = np.uint64(7), np.uint64(14), np.uint64(28)
 def _kernels() -> ModuleType | None:
     """:mod:`protocols.ot.kernels`, imported on first use (numba), or ``None`` if it cannot be
     imported: then numpy computes everything (same values, slower) and a warning says so."""
-    try:
-        from protocols.ot import kernels
-    except ImportError as exc:
-        _log.warning("compiled OT kernels unavailable (%s): OT extension uses numpy", exc)
-        return None
-    return kernels
+    return optional_kernels("protocols.ot.kernels", _log, "OT extension uses numpy")
 
 
 def load_kernels() -> bool:

@@ -19,6 +19,7 @@ from types import ModuleType
 import numpy as np
 
 from mpc import ring128 as r128
+from mpc.compiled import optional_kernels
 from mpc.errors import ConfigError
 from mpc.ring128 import Z128
 from protocols.spdz.shares import AuthShare
@@ -172,12 +173,7 @@ def add_public(x: AuthShare, k: Z128, party_id: int, key_share: np.ndarray) -> A
 def _kernels() -> ModuleType | None:
     """:mod:`protocols.spdz_offline.kernels`, imported on first use (numba), or ``None`` if it
     cannot be imported: then numpy computes (same values, slower) and a warning says so."""
-    try:
-        from protocols.spdz_offline import kernels
-    except ImportError as exc:
-        _log.warning("compiled offline kernels unavailable (%s): products are contracted by numpy", exc)
-        return None
-    return kernels
+    return optional_kernels("protocols.spdz_offline.kernels", _log, "products are contracted by numpy")
 
 
 def load_kernels() -> bool:

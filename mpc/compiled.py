@@ -1,0 +1,25 @@
+"""Optional compiled kernels: modules of numba loops, imported on first use.
+
+:mod:`mpc.kernels`, :mod:`protocols.ot.kernels` and :mod:`protocols.spdz_offline.kernels`
+compile their loops with numba when imported. Their callers keep a numpy path that computes the
+same values; :func:`optional_kernels` imports a kernel module, or says why it cannot and lets
+numpy serve (a machine without numba still computes everything, more slowly).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import ModuleType
+
+__all__ = ["optional_kernels"]
+
+
+def optional_kernels(module: str, logger: logging.Logger, fallback: str) -> ModuleType | None:
+    """Import the kernel module ``module``, or return ``None`` (with a warning on ``logger``
+    that ends with ``fallback``, what numpy then does) if it cannot be imported."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        logger.warning("compiled kernels %s unavailable (%s): %s", module, exc, fallback)
+        return None
