@@ -83,7 +83,10 @@ class Channel(Protocol):
     async def send(self, peer: int, tag: str, payload: Payload) -> None:
         """Send ``payload`` to party ``peer`` under ``tag``.
 
-        Returns once the message is queued for delivery (it may block for backpressure).
+        Returns once the message is queued for delivery (it may block for backpressure). The
+        payload is copied when it is queued, so it must not change until this call returns
+        (a concurrent task must not write into its arrays meanwhile); after that the caller may
+        reuse them.
 
         Raises:
             PeerUnavailable: the peer stayed unreachable past the timeout.
