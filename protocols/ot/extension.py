@@ -77,8 +77,8 @@ delta swaps on uint64 words (:func:`~protocols.ot.crhash.transpose_bits`). The l
 passes (transposes, the XORs of step 1, the derive step around the AES calls) run as compiled
 loops (:mod:`protocols.ot.kernels`, numba) when available, numpy otherwise (the same bytes);
 ring calls write their stream bytes and rows into buffers reused from call to call
-(:class:`Buffers`), since first-touching fresh memory costs page faults. Preprocessing: the base OTs of setup (2 rounds, 8 KB R->S + 32 B S->R, about 512
-scalar multiplications in all). Batches above 4096 rows run their numpy work in a worker thread
+(:class:`Buffers`), since first-touching fresh memory costs page faults. Preprocessing: the
+base OTs of setup (2 rounds, 8 KB R->S + 32 B S->R, about 512 scalar multiplications in all). Batches above 4096 rows run their numpy work in a worker thread
 (:func:`asyncio.to_thread`; numpy and hashlib release the GIL on large buffers) so that the event loop
 keeps moving bytes; PRG streams and OT indices are drawn on the loop, in call order.
 """
