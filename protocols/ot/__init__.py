@@ -53,9 +53,11 @@ sender                                              receiver                    
   (n, *shape, 2) uint64 limbs [lo, hi] (z2_128)       sharing of c*x: receiver v, sender -s)
 ==================================================  ==============================================  ======
 
-The ring calls also take ``out=`` (a reusable buffer for ``s`` / ``v``) and the sender
-``repeat=k`` (every row of ``x`` sent in ``k`` consecutive OTs, without materializing the
-repeated rows; the receiver's ``c`` covers all ``n * k`` OTs).
+Rounds are those of small and medium batches; an active batch of 2^20 rows or more takes the
+KOS challenge interactively (two more message flights, no hash over the IKNP matrix; see
+:mod:`protocols.ot.extension`). The ring calls also take ``out=`` (a reusable buffer for ``s``
+/ ``v``) and the sender ``repeat=k`` (every row of ``x`` sent in ``k`` consecutive OTs, without
+materializing the repeated rows; the receiver's ``c`` covers all ``n * k`` OTs).
 
 Outputs are fresh per call: random OT and chosen-message pads are the tweakable
 correlation-robust hash (:mod:`protocols.ot.crhash`) of the IKNP rows, tweaked by a per-pair

@@ -18,13 +18,19 @@ CRYPTO 2015 for the check). ``kappa = 128``; ``Delta`` is the sender's 128-bit g
    computes ``Q_j = G(k_{Delta_j, j}) ^ Delta_j u_j = T_j ^ Delta_j c``. Transposed
    (:func:`~protocols.ot.crhash.transpose_bits`) into rows: ``q_i = t_i ^ c_i Delta``.
 2. *KOS check* (active mode, same message): the challenge ``alpha = SHA-256(context, u)``
-   (Fiat-Shamir: the session, the round's tag, ``n`` and all of ``u``; 16 bytes) keys a
+   (Fiat-Shamir: the session, the round's tag, ``n`` and all of ``u``; 16 bytes; batches of at
+   least 2^20 padded rows take it interactively instead, see below) keys a
    GF(2)-linear polynomial hash ``P(v) = sum_{i<m} h^(m+1-i) v_i`` with ``h = AES_alpha(0)``,
    computed by AES-GCM's GHASH (:func:`~protocols.ot.gf128.ghash`: rows as associated data,
    carry-less multiplication in hardware, ~1 ns per row). The receiver adds ``x = P(c)`` and
    ``t~ = P(t)`` and the sender checks ``P(q) == t~ + x * Delta'`` (``Delta'`` is ``Delta``
    read as GCM reads a block, :func:`~protocols.ot.gf128.reflect`), else raises
-   :class:`~mpc.errors.AbortError`.
+   :class:`~mpc.errors.AbortError`. *Interactive challenge* (active batches of at least
+   ``2^20`` padded rows, where hashing ``u`` costs about a round trip, :data:`_INTERACTIVE_ROWS`): the
+   receiver sends ``u`` alone (round ``ext``); the sender, holding ``u``, draws ``alpha`` (16
+   bytes from its CSPRNG-seeded PRG) and sends it (round ``ext-chal``); the receiver answers
+   with ``x || t~`` (round ``ext-check``), and the sender checks as above. KOS's original
+   interactive form: ``u`` is fixed before ``alpha`` exists, so there is no grinding term.
 3. *derive* per flavour (each OT ``i`` of the pair has a unique index ``idx_i`` from a counter
    both sides keep; ``H`` is the tweakable CCR hash :meth:`~protocols.ot.crhash.CRHash.tccr_wide`):
 
@@ -53,7 +59,8 @@ correlation robust (fixed-key AES as an ideal permutation, GKWY S&P 2020). Activ
   guess caught with probability 1/2, so it learns ``k`` bits of Delta with probability at most
   ``2^-k`` (plus ``(m+1)/2^128`` for the polynomial hash, plus grinding: ``q`` hash queries
   on ``u`` add ``q (m+1) / 2^128``). We use a polynomial hash (``chi_i = h^(m+1-i)``, with
-  ``h = AES_alpha(0)`` uniform as ``alpha`` is a random-oracle output and AES a PRF) in place
+  ``h = AES_alpha(0)`` uniform as ``alpha`` is a random-oracle output, or the sender's fresh
+  random value in the interactive form, and AES a PRF) in place
   of KOS's independent ``chi_i``: the check needs only a GF(2)-linear, ``(m+1)/2^128``-almost
   universal hash family (the generalisation in Roy, SoftSpokenOT, CRYPTO 2022), and GHASH
   evaluates exactly such a polynomial. Privacy of the choices under the check: the >= 192
@@ -64,23 +71,27 @@ correlation robust (fixed-key AES as an ideal permutation, GKWY S&P 2020). Activ
   of Delta at the price of being caught with probability 1 - 2^-(bits), which protocols built
   on the raw correlation (garbling with this Delta) inherit.
 - not provided: the sender's abort is visible only to the sender in one-round calls (the
-  receiver learns of it by the sender's silence or its next error); no fairness; a malicious
-  party can always abort.
+  receiver learns of it by the sender's silence or its next error; in the interactive form a
+  malformed ``u`` is reported in place of the challenge); no fairness; a malicious party can
+  always abort.
 
 Cost of a call of ``n`` OTs (``m`` padded rows, ``m <= n + 319`` active, ``n + 127``
 passive): 1 round R->S of ``16 m`` bytes (``+ 32`` active) plus, for chosen OT, 1 round S->R
-of ``2 n L`` bytes, for ring OT ``n * shape * 8`` (Z_2^64) or ``* 16`` (Z_2^128) bytes. AES:
+of ``2 n L`` bytes, for ring OT ``n * shape * 8`` (Z_2^64) or ``* 16`` (Z_2^128) bytes; an
+interactive challenge (``m >= 2^20``) adds a 16-byte S->R and a 32-byte R->S message (two
+flights) in place of the check in the first message. AES:
 receiver ``2m`` CTR blocks + ``n (1 + L/16)`` ECB blocks; sender ``m`` CTR + ``2n (1 + L/16)``
 ECB; active mode adds one GHASH pass over the ``m`` rows per side (and one over the choice
-bits at the receiver) and one SHA-256 pass over ``u``. The bit-matrix transposes are 64x64
+bits at the receiver) and, below ``2^20`` rows, one SHA-256 pass over ``u`` per side. The bit-matrix transposes are 64x64
 delta swaps on uint64 words (:func:`~protocols.ot.crhash.transpose_bits`). The local
 passes (transposes, the XORs of step 1, the derive step around the AES calls) run as compiled
 loops (:mod:`protocols.ot.kernels`, numba) when available, numpy otherwise (the same bytes);
 ring calls write their stream bytes and rows into buffers reused from call to call
 (:class:`Buffers`), since first-touching fresh memory costs page faults. Preprocessing: the
-base OTs of setup (2 rounds, 8 KB R->S + 32 B S->R, about 512 scalar multiplications in all). Batches above 4096 rows run their numpy work in a worker thread
-(:func:`asyncio.to_thread`; numpy and hashlib release the GIL on large buffers) so that the event loop
-keeps moving bytes; PRG streams and OT indices are drawn on the loop, in call order.
+base OTs of setup (2 rounds, 8 KB R->S + 32 B S->R, about 512 scalar multiplications in all).
+Batches above 4096 rows run their numpy work in a worker thread (:func:`asyncio.to_thread`;
+numpy and hashlib release the GIL on large buffers) so that the event loop keeps moving bytes;
+PRG streams, OT indices and rounds are drawn on the loop, in call order.
 """
 
 from __future__ import annotations
@@ -128,6 +139,14 @@ KOS_PAD = 192
 Ring = Literal["z2_64", "z2_128"]
 
 _FS_DOMAIN = b"mpc/ot/kos-challenge/v1"
+
+_INTERACTIVE_ROWS = 1 << 20
+"""Active batches of at least this many padded rows take the KOS challenge from the sender (two
+more message flights, one round trip) instead of by Fiat-Shamir. SHA-256 runs at ~1.9 GB/s
+here: hashing the 16 MB of ``u`` of 2^20 rows takes ~8 ms per side, about a wide-area round
+trip, and in the offline producer (calls of 2^20 OTs) the hash was ~9% of a party's CPU.
+Smaller batches (garbled-circuit inputs, most PSI) keep the one-message form, which costs no
+extra round trip."""
 _DOMAIN_RANDOM, _DOMAIN_CHOSEN, _DOMAIN_RING = 1, 2, 3
 _MAX_OTS = 1 << 32
 
@@ -429,6 +448,14 @@ class _Side:
         for buf in held:
             self._buffers.give(buf)
 
+    def _challenge_rounds(self, m: int) -> tuple[Round, Round] | None:
+        """The rounds of an interactive KOS challenge (sender's ``alpha``, receiver's check) for
+        a batch of ``m`` padded rows, or ``None`` if it takes the challenge by Fiat-Shamir (or
+        runs no check). Both sides allocate them right after :meth:`_start`, in call order."""
+        if not self.active or m < _INTERACTIVE_ROWS:
+            return None
+        return self._session.round("ext-chal"), self._session.round("ext-check")
+
     def _start(self, n: int) -> tuple[Round, int, int]:
         """Allocate this call's round and OT indices (synchronously, in call order)."""
         rnd = self._session.round("ext")
@@ -481,23 +508,53 @@ class OTExtSender(_Side):
 
     async def _extend(self, kind: str, n: int, held: list[np.ndarray] | None = None) -> tuple[np.ndarray, int]:
         rnd, first, m = self._start(n)
+        challenge = self._challenge_rounds(m)
         stream, rows = self._scratch(m, held)
         g = self._streams.next(m // 8, out=stream)  # drawn now, in call order
         msg = await rnd.recv(self.peer)
+        try:
+            u, check = self._batch_message(msg, kind, n, m, fiat_shamir=challenge is None)
+        except ProtocolViolation as exc:
+            if challenge is not None:  # the receiver waits for the challenge: tell it
+                await challenge[0].send(self.peer, {"error": exc.code})
+            raise
+        context = self._context(rnd, kind, n)
+        if challenge is None:
+            q = await _compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, check, context, rows)
+            return q[:n], first
+        # Interactive KOS: the challenge is drawn after u is in hand, so u cannot depend on it.
+        chal_rnd, check_rnd = challenge
+        alpha = self._session.prg.bytes(BLOCK)
+        await chal_rnd.send(self.peer, {"alpha": alpha})
+        q = await _compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, None, context, rows)
+        answer = await check_rnd.recv(self.peer)
+        check = answer.get("check") if isinstance(answer, dict) and set(answer) == {"check"} else None
+        if not isinstance(check, np.ndarray) or check.dtype != np.uint8 or check.shape != (32,):
+            raise ProtocolViolation("OT extension: missing or malformed consistency check")
+        await _compute(m, kos_sender_verify, q, check, self._delta_int, int.from_bytes(alpha, "little"))
+        return q[:n], first
+
+    def _batch_message(
+        self, msg: Any, kind: str, n: int, m: int, *, fiat_shamir: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(u, check)`` of the receiver's batch message; ``check`` is in it only in active
+        mode by Fiat-Shamir (``None`` otherwise).
+
+        Raises:
+            ProtocolViolation: the message does not match the call or is malformed.
+        """
         if not isinstance(msg, dict) or msg.get("kind") != kind or msg.get("n") != n:
             raise ProtocolViolation("OT extension: receiver's batch does not match (kind or size)")
         u = msg.get("u")
         if not isinstance(u, np.ndarray) or u.dtype != np.uint8 or u.shape != (KAPPA, m // 8):
             raise ProtocolViolation("OT extension: malformed u matrix")
         check = msg.get("check")
-        if self.active:
+        if self.active and fiat_shamir:
             if not isinstance(check, np.ndarray) or check.dtype != np.uint8 or check.shape != (32,):
                 raise ProtocolViolation("OT extension: missing or malformed consistency check")
         elif "check" in msg:
-            raise ProtocolViolation("OT extension: unexpected consistency check (active mode mismatch)")
-        context = self._context(rnd, kind, n)
-        q = await _compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, check, context, rows)
-        return q[:n], first
+            raise ProtocolViolation("OT extension: unexpected consistency check (mode mismatch)")
+        return u, check
 
     async def _second(self, kind: str, n: int, held: list[np.ndarray] | None = None) -> tuple[np.ndarray, int, Round]:
         """Extend for a two-round flavour; on a failed check or bad message tell the receiver."""
@@ -617,16 +674,26 @@ class OTExtReceiver(_Side):
     async def _extend(self, kind: str, c: np.ndarray, held: list[np.ndarray] | None = None) -> tuple[np.ndarray, int]:
         n = c.shape[0]
         rnd, first, m = self._start(n)
+        challenge = self._challenge_rounds(m)
         stream, rows = self._scratch(m, held)  # (g1 becomes u, which is sent: never reused)
         # Stream bytes and padding drawn now, in call order; the numpy work may run in a thread.
         g0, g1 = self._streams0.next(m // 8, out=stream), self._streams1.next(m // 8)
         pad = self._session.prg.bits(m - n)
         context = self._context(rnd, kind, n)
-        u, check, t = await _compute(m, receiver_batch, g0, g1, c, pad, context, self.active, rows)
+        fiat_shamir = self.active and challenge is None
+        u, check, t = await _compute(m, receiver_batch, g0, g1, c, pad, context, fiat_shamir, rows)
         msg: dict[str, Any] = {"kind": kind, "n": n, "u": u}
         if check is not None:
             msg["check"] = check
         await rnd.send(self.peer, msg)
+        if challenge is not None:
+            chal_rnd, check_rnd = challenge
+            alpha = (await self._answer(chal_rnd, ("alpha",)))["alpha"]
+            if not isinstance(alpha, bytes) or len(alpha) != BLOCK:
+                raise ProtocolViolation("OT extension: malformed KOS challenge")
+            packed = pack_bits(np.concatenate([c, pad]), m)
+            check = await _compute(m, kos_receiver_check, t, packed, m, int.from_bytes(alpha, "little"))
+            await check_rnd.send(self.peer, {"check": check})
         return t[:n], first
 
     async def recv_correlated(self, choices: Any) -> np.ndarray:
