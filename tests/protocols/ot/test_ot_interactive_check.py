@@ -25,6 +25,8 @@ from protocols.ot.extension import KOS_PAD, kos_receiver_check, padded_rows, rec
 from transport.faults import Fault, FaultPlan
 from transport.memory import MemoryNetwork
 
+from test_ot_adversarial import honest_program
+
 NAMES = ["sender", "receiver"]
 ROWS = 1 << 16
 """The threshold in these tests (the real one, 2^20 rows, is the same code with 16x the data)."""
@@ -177,17 +179,11 @@ async def test_a_missing_check_leaves_the_sender_waiting_then_unavailable(prg: P
 
 
 async def test_a_tampered_check_is_caught(prg: PRG) -> None:
-    async def program(session: Session, c: Any) -> Any:
-        ot = await ot_pair(session, sender=0, receiver=1)
-        if isinstance(ot, OTExtSender):
-            return await ot.send_random(len(c))
-        return await ot.recv_random(c)
-
     # Receiver's data frames: #0 the base OTs' message, #1 the u matrix (1 MB, one frame), #2
     # the check message, whose last byte is flipped.
     plan = FaultPlan([Fault("tamper", src="receiver", dst="sender", after=2, offset=-1, mask=0x10)])
     c = prg.bits(N)
     async with MemoryNetwork(NAMES, recv_timeout=10.0, faults=plan) as net:
-        out = await net.run(program, {"sender": c, "receiver": c}, seeds=seeds_for(prg), return_exceptions=True)
+        out = await net.run(honest_program(), {"sender": c, "receiver": c}, seeds=seeds_for(prg), return_exceptions=True)
         assert net.faults_fired() == {"tamper": 1}
     assert isinstance(out["sender"], AbortError)
