@@ -108,7 +108,7 @@ from mpc.session import Round, Session
 from protocols.ot import gf128
 from protocols.ot.base import base_ot_recv, base_ot_send
 from protocols.ot.crhash import BLOCK, CRHash, SeedExpander, _kernels, pack_bits, transpose_bits, unpack_bits
-from protocols.ot.ringot import ring_recv, ring_send
+from protocols.ot.ringot import check_out, ring_recv, ring_send
 
 __all__ = [
     "KAPPA",
@@ -281,12 +281,15 @@ def _check_n(n: Any) -> int:
 
 def _check_out(out: Any, size: int) -> None:
     """Check an output buffer before any round is allocated (so a bad one costs no messages)."""
-    if out is None:
-        return
-    if not isinstance(out, np.ndarray) or out.dtype != np.uint64 or out.size != size:
-        raise ConfigError("out must be a uint64 array with one word per output word")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ConfigError("out must be C-contiguous and writeable")
+    if out is not None:
+        check_out(out, size)
+
+
+def _check_values(check: Any) -> np.ndarray:
+    """The receiver's 32 bytes of KOS check values, or ``ProtocolViolation``."""
+    if not isinstance(check, np.ndarray) or check.dtype != np.uint8 or check.shape != (32,):
+        raise ProtocolViolation("OT extension: missing or malformed consistency check")
+    return check
 
 
 def _as_delta(delta: Any) -> np.ndarray:
@@ -528,9 +531,7 @@ class OTExtSender(_Side):
         await chal_rnd.send(self.peer, {"alpha": alpha})
         q = await _compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, None, context, rows)
         answer = await check_rnd.recv(self.peer)
-        check = answer.get("check") if isinstance(answer, dict) and set(answer) == {"check"} else None
-        if not isinstance(check, np.ndarray) or check.dtype != np.uint8 or check.shape != (32,):
-            raise ProtocolViolation("OT extension: missing or malformed consistency check")
+        check = _check_values(answer.get("check") if isinstance(answer, dict) and set(answer) == {"check"} else None)
         await _compute(m, kos_sender_verify, q, check, self._delta_int, int.from_bytes(alpha, "little"))
         return q[:n], first
 
@@ -550,8 +551,7 @@ class OTExtSender(_Side):
             raise ProtocolViolation("OT extension: malformed u matrix")
         check = msg.get("check")
         if self.active and fiat_shamir:
-            if not isinstance(check, np.ndarray) or check.dtype != np.uint8 or check.shape != (32,):
-                raise ProtocolViolation("OT extension: missing or malformed consistency check")
+            check = _check_values(check)
         elif "check" in msg:
             raise ProtocolViolation("OT extension: unexpected consistency check (mode mismatch)")
         return u, check

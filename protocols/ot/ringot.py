@@ -25,13 +25,14 @@ a warning) when numba cannot be imported, and the tests compare the two bit for 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from mpc.errors import ConfigError
 from protocols.ot.crhash import BLOCK, CRHash, _kernels
 
-__all__ = ["ring_send", "ring_recv"]
+__all__ = ["ring_send", "ring_recv", "check_out"]
 
 _CHUNK_BYTES = 1 << 18
 """Hash-output bytes per chunk (per side): 256 KB, so that a chunk's scratch stays in L2."""
@@ -164,16 +165,21 @@ def ring_send(
     return s.reshape(shape), tau.reshape(shape)
 
 
-def _out_rows(out: np.ndarray, n: int, words: int) -> np.ndarray:
-    """``out`` as ``(n, words)`` uint64 rows to write into.
+def check_out(out: Any, size: int) -> None:
+    """Check a caller's output buffer for ``size`` words of a ring OT call.
 
     Raises:
-        ConfigError: ``out`` is not a writeable C-contiguous uint64 array of ``n * words`` words.
+        ConfigError: ``out`` is not a writeable C-contiguous uint64 array of ``size`` words.
     """
-    if not isinstance(out, np.ndarray) or out.dtype != np.uint64 or out.size != n * words:
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint64 or out.size != size:
         raise ConfigError("ring OT output buffer must be uint64 of the output's size")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ConfigError("ring OT output buffer must be C-contiguous and writeable")
+
+
+def _out_rows(out: np.ndarray, n: int, words: int) -> np.ndarray:
+    """``out`` as ``(n, words)`` uint64 rows to write into (see :func:`check_out`)."""
+    check_out(out, n * words)
     return out.reshape(n, words)
 
 
