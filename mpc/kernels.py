@@ -28,9 +28,12 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["add_products", "add", "sub", "dot_u64", "mulhi"]
+__all__ = ["add_products", "add", "sub", "dot_u64", "mulhi", "JIT", "readonly", "writable"]
 
-_JIT = {"nopython": True, "nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
+JIT = {"nopython": True, "nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
+"""The ``numba.jit`` options of every kernel module (also :mod:`protocols.ot.kernels` and
+:mod:`protocols.spdz_offline.kernels`): compiled, GIL released, cached on disk, no bounds
+checks, numpy's error model."""
 
 # One compiled version per kernel, made when this module is imported (then cached): every
 # operand C-contiguous (ring128 calls row by row for rows of wider arrays), so no layout
@@ -38,11 +41,18 @@ _JIT = {"nopython": True, "nogil": True, "cache": True, "boundscheck": False, "e
 # read-only arrays alike (received data, broadcast views).
 
 
+def readonly(dims: int, dtype: Any = types.uint64) -> Any:
+    """The numba type of a C-contiguous input array (accepts writable and read-only arrays)."""
+    return types.Array(dtype, dims, "C", readonly=True)
+
+
+def writable(dims: int, dtype: Any = types.uint64) -> Any:
+    """The numba type of a C-contiguous output array."""
+    return types.Array(dtype, dims, "C")
+
+
 def _signature(inputs: int, outputs: int, dims: int = 2, result: Any = types.void) -> Any:
-    return result(
-        *[types.Array(types.uint64, dims, "C", readonly=True)] * inputs,
-        *[types.Array(types.uint64, dims, "C")] * outputs,
-    )
+    return result(*[readonly(dims)] * inputs, *[writable(dims)] * outputs)
 
 
 @intrinsic
@@ -58,7 +68,7 @@ def mulhi(typingctx: Any, a: Any, b: Any) -> Any:
     return sig, codegen
 
 
-@numba.jit(_signature(10, 2), **_JIT)
+@numba.jit(_signature(10, 2), **JIT)
 def add_products(c_lo, c_hi, a1_lo, a1_hi, b1_lo, b1_hi, a2_lo, a2_hi, b2_lo, b2_hi, out_lo, out_hi):  # type: ignore[no-untyped-def]
     """``out = c + a1 * b1 + a2 * b2 mod 2^128`` (all ``(rows or 1, n)``; ``out`` ``(rows, n)``)."""
     rows, n = out_lo.shape
@@ -84,7 +94,7 @@ def add_products(c_lo, c_hi, a1_lo, a1_hi, b1_lo, b1_hi, a2_lo, a2_hi, b2_lo, b2
             out_hi[r, i] = h + q_hi + np.uint64(t < q_lo)
 
 
-@numba.jit(_signature(4, 2), **_JIT)
+@numba.jit(_signature(4, 2), **JIT)
 def add(a_lo, a_hi, b_lo, b_hi, out_lo, out_hi):  # type: ignore[no-untyped-def]
     """``out = a + b mod 2^128`` (operands ``(rows or 1, n)``)."""
     rows, n = out_lo.shape
@@ -98,7 +108,7 @@ def add(a_lo, a_hi, b_lo, b_hi, out_lo, out_hi):  # type: ignore[no-untyped-def]
             out_hi[r, i] = a_hi[ra, i] + b_hi[rb, i] + np.uint64(s < x)
 
 
-@numba.jit(_signature(4, 2), **_JIT)
+@numba.jit(_signature(4, 2), **JIT)
 def sub(a_lo, a_hi, b_lo, b_hi, out_lo, out_hi):  # type: ignore[no-untyped-def]
     """``out = a - b mod 2^128`` (operands ``(rows or 1, n)``)."""
     rows, n = out_lo.shape
@@ -111,7 +121,7 @@ def sub(a_lo, a_hi, b_lo, b_hi, out_lo, out_hi):  # type: ignore[no-untyped-def]
             out_hi[r, i] = a_hi[ra, i] - b_hi[rb, i] - np.uint64(x < y)
 
 
-@numba.jit(_signature(3, 0, 1, types.UniTuple(types.uint64, 2)), **_JIT)
+@numba.jit(_signature(3, 0, 1, types.UniTuple(types.uint64, 2)), **JIT)
 def dot_u64(lo, hi, c):  # type: ignore[no-untyped-def]
     """``sum_j (lo_j + 2^64 hi_j) c_j mod 2^128`` for 1-d arrays, as ``(low limb, high limb)``."""
     s_lo = np.uint64(0)

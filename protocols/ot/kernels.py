@@ -38,29 +38,19 @@ numba is missing.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numba
 import numpy as np
 from numba import types
 
-__all__ = ["xor_words", "tweaks", "send_finish", "recv_finish", "transpose64", "masked_xor", "xor_rows_with"]
+from mpc.kernels import JIT, readonly, writable
 
-_JIT = {"nopython": True, "nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
+__all__ = ["xor_words", "tweaks", "send_finish", "recv_finish", "transpose64", "masked_xor", "xor_rows_with"]
 
 _U64 = types.uint64
 _U8 = types.uint8
 
 
-def _ro(dtype: Any, dims: int) -> Any:
-    return types.Array(dtype, dims, "C", readonly=True)
-
-
-def _rw(dtype: Any, dims: int) -> Any:
-    return types.Array(dtype, dims, "C")
-
-
-@numba.jit(types.void(_ro(_U64, 2), _ro(_U64, 1), _rw(_U64, 2)), **_JIT)
+@numba.jit(types.void(readonly(2), readonly(1), writable(2)), **JIT)
 def xor_words(a, d, out):  # type: ignore[no-untyped-def]
     """``out[k, w] = a[k, w] ^ d[w]`` for ``a``, ``out`` ``(n, W)`` and ``d`` ``(W,)``."""
     n, width = a.shape
@@ -69,7 +59,7 @@ def xor_words(a, d, out):  # type: ignore[no-untyped-def]
             out[k, w] = a[k, w] ^ d[w]
 
 
-@numba.jit(types.void(_ro(_U64, 2), _U64, types.int64, _ro(_U64, 1), _rw(_U64, 3)), **_JIT)
+@numba.jit(types.void(readonly(2), _U64, types.int64, readonly(1), writable(3)), **JIT)
 def tweaks(p, first, period, high, out):  # type: ignore[no-untyped-def]
     """``out[k, b] = p[k] ^ (first + k % period, high[b])`` for ``p`` ``(n, 2)``, ``out`` ``(n, B, 2)``.
 
@@ -91,8 +81,8 @@ def tweaks(p, first, period, high, out):  # type: ignore[no-untyped-def]
 
 
 @numba.jit(
-    types.void(_ro(_U64, 2), _ro(_U64, 2), _ro(_U64, 2), types.int64, types.int64, types.boolean, _rw(_U64, 2), _rw(_U64, 2)),
-    **_JIT,
+    types.void(readonly(2), readonly(2), readonly(2), types.int64, types.int64, types.boolean, writable(2), writable(2)),
+    **JIT,
 )
 def send_finish(y, p, x, row0, repeat, z128, s, t):  # type: ignore[no-untyped-def]
     """The sender's ``s = H(q)`` and ``t = s + x - H(q ^ Delta)`` of ``r`` rows.
@@ -135,7 +125,7 @@ def send_finish(y, p, x, row0, repeat, z128, s, t):  # type: ignore[no-untyped-d
             xi += 1
 
 
-@numba.jit(types.void(_ro(_U64, 2), _ro(_U64, 2), _ro(_U8, 1), _ro(_U64, 2), types.boolean, _rw(_U64, 2)), **_JIT)
+@numba.jit(types.void(readonly(2), readonly(2), readonly(1, _U8), readonly(2), types.boolean, writable(2)), **JIT)
 def recv_finish(y, p, choices, tau, z128, v):  # type: ignore[no-untyped-def]
     """The receiver's ``v = H(t) + c tau`` of ``r`` rows.
 
@@ -163,7 +153,7 @@ def recv_finish(y, p, choices, tau, z128, v):  # type: ignore[no-untyped-def]
                 v[k, w] = (y[k, w] ^ (p1 if w & 1 else p0)) + (tau[k, w] & mask)
 
 
-@numba.jit(types.void(_ro(_U64, 2), _ro(_U64, 2), _ro(_U64, 1), _rw(_U64, 2)), **_JIT)
+@numba.jit(types.void(readonly(2), readonly(2), readonly(1), writable(2)), **JIT)
 def masked_xor(g, u, mask, out):  # type: ignore[no-untyped-def]
     """``out[j] = g[j] ^ (u[j] & mask[j])`` for ``(rows, C)`` words and one mask word per row."""
     rows, n = g.shape
@@ -173,7 +163,7 @@ def masked_xor(g, u, mask, out):  # type: ignore[no-untyped-def]
             out[j, c] = g[j, c] ^ (u[j, c] & m)
 
 
-@numba.jit(types.void(_ro(_U64, 2), _ro(_U64, 2), _ro(_U64, 1), _rw(_U64, 2)), **_JIT)
+@numba.jit(types.void(readonly(2), readonly(2), readonly(1), writable(2)), **JIT)
 def xor_rows_with(a, b, row, out):  # type: ignore[no-untyped-def]
     """``out[j] = a[j] ^ b[j] ^ row`` for ``(rows, C)`` words and one ``(C,)`` row."""
     rows, n = a.shape
@@ -191,7 +181,7 @@ _LANES = 8
 """Word columns transposed side by side (the delta swaps run over them as SIMD lanes)."""
 
 
-@numba.jit(types.void(_rw(_U64, 1), _ro(_U64, 1)), **_JIT)
+@numba.jit(types.void(writable(1), readonly(1)), **JIT)
 def _delta_swaps(x, masks):  # type: ignore[no-untyped-def]
     """Transpose the 64x64 bit blocks held in ``x[j * _LANES + lane]`` (row ``j`` of block
     ``lane``) in place: six delta-swap stages (Hacker's Delight 7-3) over all lanes at once."""
@@ -212,7 +202,7 @@ def _delta_swaps(x, masks):  # type: ignore[no-untyped-def]
         k >>= 1
 
 
-@numba.jit(types.void(_ro(_U64, 2), _ro(_U64, 1), _rw(_U64, 2)), **_JIT)
+@numba.jit(types.void(readonly(2), readonly(1), writable(2)), **JIT)
 def _transpose64(words, masks, out):  # type: ignore[no-untyped-def]
     rows, n_words = words.shape
     x = np.zeros(64 * _LANES, dtype=np.uint64)  # x[j * _LANES + lane]: row j of column c0 + lane

@@ -23,28 +23,16 @@ falls back to numpy (with a warning) when numba is missing.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numba
 import numpy as np
 from numba import types
 
-from mpc.kernels import mulhi
+from mpc.kernels import JIT, mulhi, readonly, writable
 
 __all__ = ["lincomb_acc", "sum_rows", "shifts"]
 
-_JIT = {"nopython": True, "nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
 
-
-def _ro(dims: int) -> Any:
-    return types.Array(types.uint64, dims, "C", readonly=True)
-
-
-def _rw(dims: int) -> Any:
-    return types.Array(types.uint64, dims, "C")
-
-
-@numba.jit(types.void(_ro(2), _ro(1), _ro(1), types.boolean, _rw(2), _rw(2)), **_JIT)
+@numba.jit(types.void(readonly(2), readonly(1), readonly(1), types.boolean, writable(2), writable(2)), **JIT)
 def lincomb_acc(term, r_lo, r_hi, negate, out_lo, out_hi):  # type: ignore[no-untyped-def]
     """``out[i, e] +=`` (or ``-=`` if ``negate``) ``sum_h r_h * x[i, h, e]`` modulo 2^128.
 
@@ -79,7 +67,7 @@ def lincomb_acc(term, r_lo, r_hi, negate, out_lo, out_hi):  # type: ignore[no-un
                 out_hi[i, e] = hi + acc_hi + np.uint64(s < lo)
 
 
-@numba.jit(types.void(_ro(2), _rw(1), _rw(1)), **_JIT)
+@numba.jit(types.void(readonly(2), writable(1), writable(1)), **JIT)
 def sum_rows(a, out_lo, out_hi):  # type: ignore[no-untyped-def]
     """``out[e] = sum_j a[j, e]`` modulo 2^128 for limbs ``a[j, 2 e] + 2^64 a[j, 2 e + 1]``.
 
@@ -99,7 +87,7 @@ def sum_rows(a, out_lo, out_hi):  # type: ignore[no-untyped-def]
             out_lo[e] = lo
 
 
-@numba.jit(types.void(_ro(1), _ro(1), _rw(2)), **_JIT)
+@numba.jit(types.void(readonly(1), readonly(1), writable(2)), **JIT)
 def shifts(lo, hi, out):  # type: ignore[no-untyped-def]
     """``out[l] = x << l`` modulo 2^128 for ``l < R``, as limbs ``out[l, 2 e], out[l, 2 e + 1]``.
 
