@@ -75,11 +75,18 @@ class Session:
         prg: this party's private randomness; a fresh CSPRNG-seeded PRG if omitted.
         path: the protocol path prefix of tags (sub-protocols extend it with :meth:`child`).
         resources: named objects the program may use (e.g. a preprocessing provider).
+        offload: let sub-protocols run their large local computations (e.g. an OT extension's
+            hashing of a batch) in a worker thread, so that the event loop keeps moving bytes
+            meanwhile. That pays where the party has a core to spare; where it has not (several
+            parties on one machine, one core each), the threads only contend with the loop and
+            the other parties, and computing on the loop is faster. Party processes set it from the
+            cores they have.
 
     Attributes:
         channel: the underlying channel.
         prg: private randomness of this party.
         resources: dict of named resources shared by this session and its children.
+        offload: as the argument (children inherit it).
     """
 
     def __init__(
@@ -89,9 +96,11 @@ class Session:
         prg: PRG | None = None,
         path: str = "",
         resources: dict[str, Any] | None = None,
+        offload: bool = True,
         _counters: dict[str, int] | None = None,
     ) -> None:
         self.channel = channel
+        self.offload = bool(offload)
         self.prg = prg if prg is not None else PRG()
         self.path = path
         self.resources: dict[str, Any] = resources if resources is not None else {}
@@ -189,6 +198,7 @@ class Session:
             prg=self.prg,
             path=tag,
             resources=self.resources,
+            offload=self.offload,
             _counters=self._counters,
         )
 

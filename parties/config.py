@@ -18,6 +18,8 @@ A node directory made by ``mpc-party init`` holds::
     state_dir = "state"            # control socket, results, logs
     recv_timeout = 30.0            # seconds a peer may stay silent before PeerUnavailable
     connect_timeout = 30.0
+    offload_compute = true         # large local computations in a worker thread (default: true
+                                   # with 2+ cores; false when nodes share a machine's cores)
 
     [policy]
     allowed_jobs = ["secure-sum"]  # job kinds this node takes part in
@@ -70,6 +72,7 @@ import tomli_w
 
 from mpc.checks import check_int
 from mpc.errors import ConfigError
+from parties.aio import offload_default
 from parties.datasets import DatasetConfig, parse_dataset
 from parties.jobs import JOB_KINDS
 from transport.identity import Federation, PeerInfo
@@ -96,6 +99,7 @@ _NODE_KEYS = {
     "state_dir",
     "recv_timeout",
     "connect_timeout",
+    "offload_compute",
 }
 _POLICY_KEYS = {
     "allowed_jobs",
@@ -175,6 +179,7 @@ class NodeConfig:
     state_dir: Path
     recv_timeout: float = 30.0
     connect_timeout: float = 30.0
+    offload_compute: bool = True
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     budgets: dict[str, BudgetConfig] = field(default_factory=dict)
@@ -359,6 +364,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         state_dir=(base / str(node.get("state_dir", "state"))).resolve(),
         recv_timeout=_positive("[node].recv_timeout", node.get("recv_timeout", 30.0)),
         connect_timeout=_positive("[node].connect_timeout", node.get("connect_timeout", 30.0)),
+        offload_compute=_bool("[node].offload_compute", node.get("offload_compute", offload_default())),
         policy=policy,
         datasets=datasets,
         budgets=budgets,
@@ -377,8 +383,12 @@ def write_node_config(
     policy: dict[str, Any] | None = None,
     key: str | None = None,
     certificate: str | None = None,
+    offload_compute: bool | None = None,
 ) -> Path:
-    """Write ``node.toml`` in ``directory`` (as ``mpc-party init`` does); returns its path."""
+    """Write ``node.toml`` in ``directory`` (as ``mpc-party init`` does); returns its path.
+
+    ``offload_compute`` is written only if given (else the node decides from its cores).
+    """
     parse_address(listen)
     doc: dict[str, Any] = {
         "node": {
@@ -393,6 +403,8 @@ def write_node_config(
         },
         "policy": policy if policy is not None else {"allowed_jobs": list(KNOWN_JOB_KINDS), "allowed_peers": []},
     }
+    if offload_compute is not None:
+        doc["node"]["offload_compute"] = bool(offload_compute)
     if datasets:
         doc["datasets"] = datasets
     out = directory / "node.toml"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mpc.errors import ConfigError, TransportError
+from parties.aio import offload_default
 from parties.config import NodeConfig, dump_federation, load_node_config, write_node_config
 from parties.control import request
 from transport.identity import Federation, PeerInfo, generate_identity
@@ -100,6 +101,7 @@ def create_local_federation(
             recv_timeout=recv_timeout,
             datasets=(datasets or {}).get(name),
             policy=(policies or {}).get(name),
+            offload_compute=offload_default(len(names)),  # the nodes share this machine's cores
         )
         parties.append(LocalParty(name, pdir, cfg))
         peers.append(PeerInfo.from_certificate(name, host, port, identity.cert_path))

@@ -519,7 +519,7 @@ class Node:
             if spec is not None:
                 data = await asyncio.to_thread(self._read_input, manifest, spec.dataset, list(spec.columns))
             ctx = JobContext(
-                Session(channel),
+                Session(channel, offload=self.config.offload_compute),
                 manifest,
                 self.name,
                 data,

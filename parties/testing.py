@@ -44,6 +44,7 @@ from typing import Any, AsyncIterator, Literal, Mapping, Sequence
 from mpc.errors import ConfigError, MPCError, TransportError, error_from_code
 from mpc.prg import PRG
 from mpc.session import Program, Session
+from parties.aio import offload_default
 from transport.faults import Fault, FaultPlan
 from transport.framing import decode_payload, encode_payload
 from transport.identity import Federation, PeerInfo, generate_identity
@@ -325,6 +326,7 @@ def _run_processes(
             "session_id": session_id,
             "recv_timeout": recv_timeout,
             "faults": [asdict(f) for f in faults.faults] if faults is not None else [],
+            "offload": offload_default(len(names)),  # the parties share this machine's cores
         }
         (base / "run.json").write_text(json.dumps(spec))
         procs = {}

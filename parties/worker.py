@@ -58,7 +58,7 @@ async def run(run_dir: Path, name: str) -> int:
         # collector's full passes during the program then skip them (~20% CPU in small rounds).
         gc.freeze()
         try:
-            result = await program(Session(channel, prg=prg), my_input)
+            result = await program(Session(channel, prg=prg, offload=spec["offload"]), my_input)
             write_payload(me / "output.bin", result)
         except Exception as exc:  # reported to the harness as a typed error code
             error = error_record(exc)

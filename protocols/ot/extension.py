@@ -90,8 +90,10 @@ ring calls write their stream bytes and rows into buffers reused from call to ca
 (:class:`Buffers`), since first-touching fresh memory costs page faults. Preprocessing: the
 base OTs of setup (2 rounds, 8 KB R->S + 32 B S->R, about 512 scalar multiplications in all).
 Batches above 4096 rows run their numpy work in a worker thread (:func:`asyncio.to_thread`;
-numpy and hashlib release the GIL on large buffers) so that the event loop keeps moving bytes;
-PRG streams, OT indices and rounds are drawn on the loop, in call order.
+numpy, the compiled loops and OpenSSL release the GIL on large buffers) so that the event loop
+keeps moving bytes, if the session offloads (:attr:`mpc.session.Session.offload`; a party
+without a core to spare computes on the loop); PRG streams, OT indices and rounds are drawn on
+the loop, in call order.
 """
 
 from __future__ import annotations
@@ -412,15 +414,10 @@ class Buffers:
 
 
 _INLINE_ROWS = 1 << 12
-"""Batches up to this many rows are computed on the event loop; larger ones in a worker thread,
-so that the loop keeps moving bytes (and answering pings) while numpy works (numpy, hashlib and
-OpenSSL release the GIL for the bulk of the work)."""
-
-
-async def _compute(rows: int, fn: Any, *args: Any) -> Any:
-    if rows <= _INLINE_ROWS:
-        return fn(*args)
-    return await asyncio.to_thread(fn, *args)
+"""Batches up to this many rows are always computed on the event loop; larger ones in a worker
+thread if the session offloads (:attr:`mpc.session.Session.offload`), so that the loop keeps
+moving bytes (and answering pings) while numpy works (numpy, the compiled loops and OpenSSL
+release the GIL for the bulk of the work)."""
 
 
 # -- the two roles ---------------------------------------------------------------------------
@@ -435,6 +432,14 @@ class _Side:
         self.active = active
         self._index = 0
         self._buffers = Buffers(keep=4)  # stream bytes and rows of ring calls (two per call)
+        self._offload = session.offload
+
+    async def _compute(self, rows: int, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``: on the event loop, or in a worker thread for a batch of over
+        ``_INLINE_ROWS`` rows when the session offloads."""
+        if not self._offload or rows <= _INLINE_ROWS:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
 
     def _scratch(self, m: int, held: list[np.ndarray] | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Reused buffers for a call's stream bytes and rows (``m`` padded rows), recorded in
@@ -523,16 +528,16 @@ class OTExtSender(_Side):
             raise
         context = self._context(rnd, kind, n)
         if challenge is None:
-            q = await _compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, check, context, rows)
+            q = await self._compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, check, context, rows)
             return q[:n], first
         # Interactive KOS: the challenge is drawn after u is in hand, so u cannot depend on it.
         chal_rnd, check_rnd = challenge
         alpha = self._session.prg.bytes(BLOCK)
         await chal_rnd.send(self.peer, {"alpha": alpha})
-        q = await _compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, None, context, rows)
+        q = await self._compute(m, sender_batch, g, u, self._delta_mask, self._delta_int, None, context, rows)
         answer = await check_rnd.recv(self.peer)
         check = _check_values(answer.get("check") if isinstance(answer, dict) and set(answer) == {"check"} else None)
-        await _compute(m, kos_sender_verify, q, check, self._delta_int, int.from_bytes(alpha, "little"))
+        await self._compute(m, kos_sender_verify, q, check, self._delta_int, int.from_bytes(alpha, "little"))
         return q[:n], first
 
     def _batch_message(
@@ -582,7 +587,7 @@ class OTExtSender(_Side):
         if n == 0:
             return np.empty((0, nbytes), dtype=np.uint8), np.empty((0, nbytes), dtype=np.uint8)
         q, first = await self._extend("random", n)
-        r0, r1 = await _compute(n, hash_pairs, q, self.delta, first, nbytes, _DOMAIN_RANDOM)
+        r0, r1 = await self._compute(n, hash_pairs, q, self.delta, first, nbytes, _DOMAIN_RANDOM)
         return r0, r1
 
     async def send_chosen(self, m0: Any, m1: Any) -> None:
@@ -598,7 +603,7 @@ class OTExtSender(_Side):
         if n == 0:
             return
         q, first, y_rnd = await self._second("chosen", n)
-        y0, y1 = await _compute(n, hash_pairs, q, self.delta, first, width, _DOMAIN_CHOSEN)
+        y0, y1 = await self._compute(n, hash_pairs, q, self.delta, first, width, _DOMAIN_CHOSEN)
         y0 ^= a
         y1 ^= b
         await y_rnd.send(self.peer, {"y0": y0, "y1": y1})
@@ -634,7 +639,7 @@ class OTExtSender(_Side):
         held: list[np.ndarray] = []
         q, first, y_rnd = await self._second("ring-" + ring, n, held)
         s: np.ndarray
-        s, tau = await _compute(n, ring_send, q, self.delta, first, xa, ring == "z2_128", _DOMAIN_RING, repeat, out)
+        s, tau = await self._compute(n, ring_send, q, self.delta, first, xa, ring == "z2_128", _DOMAIN_RING, repeat, out)
         del q
         self._release(held)
         await y_rnd.send(self.peer, {"tau": tau})
@@ -681,7 +686,7 @@ class OTExtReceiver(_Side):
         pad = self._session.prg.bits(m - n)
         context = self._context(rnd, kind, n)
         fiat_shamir = self.active and challenge is None
-        u, check, t = await _compute(m, receiver_batch, g0, g1, c, pad, context, fiat_shamir, rows)
+        u, check, t = await self._compute(m, receiver_batch, g0, g1, c, pad, context, fiat_shamir, rows)
         msg: dict[str, Any] = {"kind": kind, "n": n, "u": u}
         if check is not None:
             msg["check"] = check
@@ -692,7 +697,7 @@ class OTExtReceiver(_Side):
             if not isinstance(alpha, bytes) or len(alpha) != BLOCK:
                 raise ProtocolViolation("OT extension: malformed KOS challenge")
             packed = pack_bits(np.concatenate([c, pad]), m)
-            check = await _compute(m, kos_receiver_check, t, packed, m, int.from_bytes(alpha, "little"))
+            check = await self._compute(m, kos_receiver_check, t, packed, m, int.from_bytes(alpha, "little"))
             await check_rnd.send(self.peer, {"check": check})
         return t[:n], first
 
@@ -712,7 +717,7 @@ class OTExtReceiver(_Side):
         if c.size == 0:
             return np.empty((0, nbytes), dtype=np.uint8)
         t, first = await self._extend("random", c)
-        out: np.ndarray = await _compute(c.size, hash_rows, t, first, nbytes, _DOMAIN_RANDOM)
+        out: np.ndarray = await self._compute(c.size, hash_rows, t, first, nbytes, _DOMAIN_RANDOM)
         return out
 
     async def _answer(self, rnd: Round, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -743,7 +748,7 @@ class OTExtReceiver(_Side):
                 raise ProtocolViolation("OT extension: malformed chosen-message ciphertexts")
         if y0.shape != y1.shape or (nbytes is not None and y0.shape[1] != nbytes):
             raise ProtocolViolation("OT extension: chosen messages of unexpected length")
-        pad: np.ndarray = await _compute(n, hash_rows, t, first, y0.shape[1], _DOMAIN_CHOSEN)
+        pad: np.ndarray = await self._compute(n, hash_rows, t, first, y0.shape[1], _DOMAIN_CHOSEN)
         pad ^= np.where(c[:, None].astype(bool), y1, y0)
         return pad
 
@@ -774,7 +779,7 @@ class OTExtReceiver(_Side):
         tau = (await self._answer(y_rnd, ("tau",)))["tau"]
         if not isinstance(tau, np.ndarray) or tau.dtype != np.uint64 or tau.shape != full:
             raise ProtocolViolation("OT extension: malformed ring correction")
-        v: np.ndarray = await _compute(c.size, ring_recv, t, first, c, tau, ring == "z2_128", _DOMAIN_RING, out)
+        v: np.ndarray = await self._compute(c.size, ring_recv, t, first, c, tau, ring == "z2_128", _DOMAIN_RING, out)
         del t
         self._release(held)
         return v

@@ -101,3 +101,31 @@ def test_federation_rejects_tampered_certificate_and_duplicates(tmp_path: Path) 
         load_federation(write(tmp_path / "f2.toml", text.replace('name = "hospital-b"', 'name = "hospital-a"')))
     with pytest.raises(ConfigError, match="missing"):
         load_federation(write(tmp_path / "f3.toml", "[[party]]\nname='x'\n"))
+
+
+_MINIMAL = "[node]\nname='a'\nlisten='h:1'\nkey='k'\ncertificate='c'\nfederation='f'\n"
+
+
+def test_offload_compute_defaults_to_the_cores_and_can_be_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from parties import aio
+
+    for cores, expected in ((1, False), (2, True), (8, True)):
+        monkeypatch.setattr(aio, "available_cores", lambda cores=cores: cores)
+        assert load_node_config(write(tmp_path / "node.toml", _MINIMAL)).offload_compute is expected
+    for value in (True, False):
+        cfg = load_node_config(write(tmp_path / "node.toml", _MINIMAL + f"offload_compute={str(value).lower()}\n"))
+        assert cfg.offload_compute is value
+    with pytest.raises(ConfigError, match="offload_compute: expected true or false"):
+        load_node_config(write(tmp_path / "node.toml", _MINIMAL + "offload_compute='yes'\n"))
+
+
+def test_local_federation_nodes_share_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nodes made to run side by side on this machine offload only with two cores each."""
+    from parties import aio
+    from parties.local import create_local_federation
+
+    monkeypatch.setattr(aio, "available_cores", lambda: 4)
+    two = create_local_federation(tmp_path / "two", ["a", "b"])
+    three = create_local_federation(tmp_path / "three", ["a", "b", "c"])
+    assert all(p.config().offload_compute for p in two)
+    assert not any(p.config().offload_compute for p in three)

@@ -260,3 +260,43 @@ async def test_concurrent_ot_pair_calls_share_one_setup(prg: PRG) -> None:
     c = prg.bits(500)
     (q, delta), t = await run2(prg, program, c, c)
     np.testing.assert_array_equal(t, q ^ (c[:, None] * delta))
+
+
+# -- where the work runs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "on-loop"])
+async def test_session_offload_decides_where_large_batches_compute(
+    prg: PRG, offload: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches over ``_INLINE_ROWS`` rows go to a worker thread only if the session offloads;
+    the outputs are the same either way."""
+    import asyncio
+
+    from protocols.ot import extension
+
+    threaded: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def spy(fn: Any, *args: Any) -> Any:
+        threaded.append(fn.__name__)
+        return await to_thread(fn, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", spy)
+    n = 2 * extension._INLINE_ROWS
+    x, c = prg.uint64((n, 2)), prg.bits(n)
+
+    async def program(session: Session, arg: Any) -> Any:
+        mine = Session(session.channel, prg=session.prg, offload=offload)
+        assert mine.child("ot").offload is offload
+        ot = await ot_pair(mine, sender=0, receiver=1)
+        if isinstance(ot, OTExtSender):
+            return await ot.send_correlated_ring(arg, ring="z2_64")
+        return await ot.recv_correlated_ring(arg, shape=(2,), ring="z2_64")
+
+    s, v = await run2(prg, program, c, x)
+    np.testing.assert_array_equal(v - s, x * c[:, None].astype(np.uint64))
+    if offload:
+        assert {"sender_batch", "receiver_batch", "ring_send", "ring_recv"} <= set(threaded)
+    else:
+        assert threaded == []
