@@ -86,7 +86,10 @@ class Channel(Protocol):
         Returns once the message is queued for delivery (it may block for backpressure). The
         payload is copied when it is queued, so it must not change until this call returns
         (a concurrent task must not write into its arrays meanwhile); after that the caller may
-        reuse them.
+        reuse them. Read-only arrays (``flags.writeable`` false) are handed over instead: a
+        transport may send them from their memory, without a copy, until the peer has the
+        message, so the caller must not write to them (through any view) afterwards. Mark an
+        array read-only only to send it so (e.g. a large message built for one send).
 
         Raises:
             PeerUnavailable: the peer stayed unreachable past the timeout.

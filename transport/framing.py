@@ -39,6 +39,12 @@ occur in ``body``. Arrays thus travel out of band: the sender copies each byte o
 frame that carries it) and the receiver copies it once (from the frame into an array allocated
 from the checked header). A message that fits in ``max_frame_bytes`` is one MSG frame; a larger
 one is a MSG frame followed by CHUNK frames, in order.
+
+Read-only arrays of a message that takes several frames are not copied at all: its frames are
+:class:`FramePieces`, each its header and views of the arrays' bytes, which the transport writes
+in order. The sender hands such arrays over (see :meth:`mpc.contracts.Channel.send`): an OT
+extension's matrices and corrections are sent once and never written again, and copying them
+(tens of megabytes per call) was a pass over memory per byte sent.
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ __all__ = [
     "AckHeader",
     "ChunkHeader",
     "EncodedPayload",
+    "Frame",
+    "FramePieces",
     "FrameHeader",
     "FrameLimits",
     "HelloHeader",
@@ -613,8 +621,13 @@ class MessageEncoder:
         payload: Any,
         *,
         ack: int | None = None,
-    ) -> list[bytes | memoryview]:
-        """The frames of a message; see :func:`encode_message`."""
+    ) -> list[Frame]:
+        """The frames of a message; see :func:`encode_message`.
+
+        A message of several frames with arrays, all of them read-only, is returned as
+        :class:`FramePieces` that reference the arrays' memory; otherwise every frame is one
+        buffer (the arrays copied into it).
+        """
         max_frame = self._max_frame
         _check_seq("seq", seq)
         if ack is not None:
@@ -650,6 +663,8 @@ class MessageEncoder:
             offset += n
         if len(layout) == 1:
             return [b"".join((layout[0][0], *segments))]
+        if buffers and all(b.readonly for b in buffers):
+            return _pieces(layout, segments)
         buffer = np.empty(sum(len(h) + n for h, n in layout), dtype=np.uint8)
         frames: list[bytes | memoryview] = []
         view = buffer.data.toreadonly()
@@ -667,6 +682,49 @@ class MessageEncoder:
                     index, inner = index + 1, 0
             frames.append(view[start:pos])
         return frames
+
+
+class FramePieces:
+    """One frame as the pieces to write in order: its prefix and header, then views of message
+    bytes (the body and read-only arrays, never copied).
+
+    ``len()`` is the frame's size and ``bytes()`` its bytes (joined: for transports that need
+    one buffer, e.g. the in-memory one, and for fault injection).
+    """
+
+    __slots__ = ("pieces", "nbytes")
+
+    def __init__(self, pieces: Sequence[bytes | memoryview]) -> None:
+        self.pieces: tuple[bytes | memoryview, ...] = tuple(pieces)
+        self.nbytes = sum(memoryview(p).nbytes for p in self.pieces)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.pieces)
+
+
+Frame = Union[bytes, memoryview, FramePieces]
+"""A frame as a transport writes it (:meth:`MessageEncoder.message`)."""
+
+
+def _pieces(layout: list[tuple[bytes, int]], segments: list[memoryview]) -> list[Frame]:
+    """The frames of ``layout`` ((prefix and header, data length) per frame) as views of
+    ``segments`` (the message bytes in order, 1-d byte views)."""
+    frames: list[Frame] = []
+    index, inner = 0, 0
+    for head_bytes, n in layout:  # one iteration per frame and per segment boundary
+        pieces: list[bytes | memoryview] = [head_bytes]
+        while n:
+            segment = segments[index]
+            k = min(n, segment.nbytes - inner)
+            pieces.append(segment[inner : inner + k])
+            n, inner = n - k, inner + k
+            if inner == segment.nbytes:
+                index, inner = index + 1, 0
+        frames.append(FramePieces(pieces))
+    return frames
 
 
 def encode_payload(payload: Any, limits: FrameLimits | None = None) -> EncodedPayload:
@@ -945,7 +1003,7 @@ def encode_message(
     *,
     ack: int | None = None,
     frame_bytes: int | None = None,
-) -> list[bytes | memoryview]:
+) -> list[Frame]:
     """Encode a message as its frames (each at most ``frame_bytes``, by default and at most
     ``limits.max_frame_bytes``).
 
@@ -955,7 +1013,10 @@ def encode_message(
     The frames hold a copy of the payload's bytes (the sender's one copy), so the caller may
     change its arrays afterwards. A message that fits in one frame is one ``bytes``; a larger
     one is laid out in a single buffer (allocated by numpy, which asks for huge pages, so the
-    copy runs near memory bandwidth) and its frames are read-only views of it.
+    copy runs near memory bandwidth) and its frames are read-only views of it. The exception:
+    a larger message whose arrays are all read-only is not copied; its frames are
+    :class:`FramePieces` that view the arrays (the caller hands them over and must not change
+    them until the peer has them).
 
     Raises:
         FrameError: bad names or an unencodable payload (see :func:`encode_payload`).

@@ -50,6 +50,7 @@ from transport.framing import (
     PROTOCOL_VERSION,
     AckHeader,
     ChunkHeader,
+    Frame,
     FrameLimits,
     HelloHeader,
     MessageAssembler,
@@ -88,7 +89,7 @@ class Delivered:
 
 @dataclass(frozen=True)
 class _Outgoing:
-    frames: tuple[bytes | memoryview, ...]
+    frames: tuple[Frame, ...]
     nbytes: int
     ack: int  # the acknowledgement piggybacked on the first frame
 
@@ -151,7 +152,8 @@ class Link:
     def send(self, session_id: str, tag: str, payload: Any) -> int:
         """Queue a message; returns its size on the wire in bytes.
 
-        The payload is encoded (and its arrays copied into frames) now.
+        The payload is encoded (and its arrays copied into frames, or, if read-only and the
+        message takes several frames, referenced by them until acknowledged) now.
 
         Raises:
             FrameError: the payload cannot be encoded (unsupported type or dtype), or the
@@ -170,7 +172,7 @@ class Link:
             self._to_send.append(seq)
         return message.nbytes
 
-    def data_to_send(self, *, flush_ack: bool = True) -> list[bytes | memoryview]:
+    def data_to_send(self, *, flush_ack: bool = True) -> list[Frame]:
         """Frames to write now, in order (chunks of queued messages, then maybe an ACK).
 
         Every message's frames are returned together, in sequence order. The MSG frames carry
@@ -180,7 +182,7 @@ class Link:
         """
         if not self._established:
             return []
-        out: list[bytes | memoryview] = []
+        out: list[Frame] = []
         while self._to_send:
             message = self._unacked.get(self._to_send.popleft())
             if message is not None:  # else acknowledged while queued

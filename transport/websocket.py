@@ -74,7 +74,7 @@ from mpc.errors import (
     TransportError,
 )
 from transport.faults import Disconnect, FaultInjector, FaultPlan, Sleep, Write
-from transport.framing import FrameLimits
+from transport.framing import FrameLimits, FramePieces
 from transport.identity import Federation, Identity, PeerInfo
 from transport.link import Link
 from transport.router import Router
@@ -120,13 +120,16 @@ two, so their data is not copied once more only to prepend a few header bytes (e
 becomes its own TLS record, which costs little next to a large payload)."""
 
 
-def _binary_frame(data: bytes | memoryview, mask: bool) -> list[bytes | memoryview]:
+def _binary_frame(data: bytes | memoryview | FramePieces, mask: bool) -> list[bytes | memoryview]:
     """One final, unfragmented binary websocket frame carrying ``data`` (RFC 6455 section 5.2),
     as the pieces to write in order.
 
     What ``websockets.frames.Frame.serialize`` writes for such a frame without extensions;
-    ``mask`` (a client's frames) masks it with a fresh random key, as RFC 6455 requires.
+    ``mask`` (a client's frames) masks it with a fresh random key, as RFC 6455 requires. A
+    :class:`~transport.framing.FramePieces` frame is written piece by piece (its small header
+    joined to the websocket header), each masked from its offset in the frame.
     """
+    pieces = data.pieces if isinstance(data, FramePieces) else (data,)
     n = len(data)
     bit = 0x80 if mask else 0
     if n < 126:
@@ -138,10 +141,17 @@ def _binary_frame(data: bytes | memoryview, mask: bool) -> list[bytes | memoryvi
     if mask:
         key = secrets.token_bytes(4)
         head += key
-        data = apply_mask(data, key)
-    if n < _JOIN_BELOW:
-        return [head + data]
-    return [head, data]
+        masked: list[bytes | memoryview] = []
+        offset = 0
+        for piece in pieces:  # a loop over the pieces (a few per frame)
+            k = offset % 4
+            masked.append(apply_mask(piece, key[k:] + key[:k]))
+            offset += memoryview(piece).nbytes
+        pieces = tuple(masked)
+    first = pieces[0]
+    if memoryview(first).nbytes < _JOIN_BELOW:
+        return [head + first, *pieces[1:]]
+    return [head, *pieces]
 
 
 @dataclass
@@ -403,7 +413,7 @@ class _MeshConnection:
         if self._on_lost is not None:
             self._on_lost()
 
-    def write_binary(self, data: bytes | memoryview) -> None:
+    def write_binary(self, data: bytes | memoryview | FramePieces) -> None:
         """Write ``data`` as one binary message now, never waiting (no drain).
 
         ``protocol.send_binary`` then ``send_data``, without building a ``Frame`` when the
@@ -415,7 +425,7 @@ class _MeshConnection:
         if protocol.state is State.OPEN and not protocol.extensions and not protocol.expect_continuation_frame:
             protocol.writes.extend(_binary_frame(data, protocol.side is Side.CLIENT))
         else:
-            protocol.send_binary(data)
+            protocol.send_binary(bytes(data) if isinstance(data, FramePieces) else data)
         self.send_data()  # type: ignore[attr-defined]
 
 
@@ -1163,7 +1173,7 @@ class WebsocketMesh:
         except ConnectionClosed:
             return "closed"
 
-    async def _write(self, p: _Peer, ws: _MeshWebsocket, frame: bytes | memoryview) -> bool:
+    async def _write(self, p: _Peer, ws: _MeshWebsocket, frame: bytes | memoryview | FramePieces) -> bool:
         if self._faults is None:
             return await self._send_frame(p, ws, frame)
         for action in self._faults.on_frame(self.local_name, p.name, frame):
@@ -1178,7 +1188,7 @@ class WebsocketMesh:
                 return False
         return True
 
-    async def _send_frame(self, p: _Peer, ws: _MeshWebsocket, frame: bytes | memoryview) -> bool:
+    async def _send_frame(self, p: _Peer, ws: _MeshWebsocket, frame: bytes | memoryview | FramePieces) -> bool:
         """``ws.send(frame)`` without its copy of the frame (:meth:`_MeshConnection.write_binary`
         and the same flow control), while the connection is open.
 
@@ -1190,7 +1200,7 @@ class WebsocketMesh:
             ConnectionClosed: the connection was not open (from ``ws.send``).
         """
         if ws.protocol.state is not State.OPEN or ws.send_in_progress is not None:
-            await ws.send(frame)
+            await ws.send(bytes(frame) if isinstance(frame, FramePieces) else frame)
         else:
             try:
                 ws.write_binary(frame)

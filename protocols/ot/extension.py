@@ -420,6 +420,14 @@ moving bytes (and answering pings) while numpy works (numpy, the compiled loops 
 release the GIL for the bulk of the work)."""
 
 
+def _handed_over(a: np.ndarray) -> np.ndarray:
+    """``a`` marked read-only, to be sent and never written again: the transport may then send
+    it from its memory without copying it (:meth:`mpc.contracts.Channel.send`). For the large
+    messages (``u``, the corrections) that a call allocates and sends once."""
+    a.flags.writeable = False
+    return a
+
+
 # -- the two roles ---------------------------------------------------------------------------
 
 
@@ -606,7 +614,7 @@ class OTExtSender(_Side):
         y0, y1 = await self._compute(n, hash_pairs, q, self.delta, first, width, _DOMAIN_CHOSEN)
         y0 ^= a
         y1 ^= b
-        await y_rnd.send(self.peer, {"y0": y0, "y1": y1})
+        await y_rnd.send(self.peer, {"y0": _handed_over(y0), "y1": _handed_over(y1)})
 
     async def send_correlated_ring(
         self, x: Any, ring: Ring = "z2_64", *, repeat: int = 1, out: np.ndarray | None = None
@@ -642,7 +650,7 @@ class OTExtSender(_Side):
         s, tau = await self._compute(n, ring_send, q, self.delta, first, xa, ring == "z2_128", _DOMAIN_RING, repeat, out)
         del q
         self._release(held)
-        await y_rnd.send(self.peer, {"tau": tau})
+        await y_rnd.send(self.peer, {"tau": _handed_over(tau)})
         return s
 
 
@@ -687,7 +695,7 @@ class OTExtReceiver(_Side):
         context = self._context(rnd, kind, n)
         fiat_shamir = self.active and challenge is None
         u, check, t = await self._compute(m, receiver_batch, g0, g1, c, pad, context, fiat_shamir, rows)
-        msg: dict[str, Any] = {"kind": kind, "n": n, "u": u}
+        msg: dict[str, Any] = {"kind": kind, "n": n, "u": _handed_over(u)}
         if check is not None:
             msg["check"] = check
         await rnd.send(self.peer, msg)

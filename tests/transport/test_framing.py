@@ -19,6 +19,7 @@ from transport.framing import (
     AckHeader,
     ChunkHeader,
     FrameLimits,
+    FramePieces,
     HelloHeader,
     MessageAssembler,
     MsgHeader,
@@ -174,6 +175,29 @@ def test_frames_are_a_snapshot_of_the_payload(prg: PRG) -> None:
     array[:] = 0
     assert np.array_equal(decode_message(small)[1], expected[:10])
     assert np.array_equal(decode_message(chunked, SMALL)[1], expected)
+
+
+def test_read_only_arrays_are_referenced_not_copied(prg: PRG) -> None:
+    """A chunked message whose arrays are all read-only is sent from their memory: its frames
+    are pieces viewing the arrays (the same bytes as the copied frames); one writable array
+    (or a message of one frame) brings the copy back."""
+    a, b = prg.uint64(3000), prg.buffer(5000)
+    payload = {"a": a, "meta": "x" * 100, "b": b}
+    copied = encode_message(4, "s", "t", payload, SMALL)
+    a.flags.writeable = False
+    mixed = encode_message(4, "s", "t", payload, SMALL)
+    b.flags.writeable = False
+    handed = encode_message(4, "s", "t", payload, SMALL)
+    assert not any(isinstance(f, FramePieces) for f in copied + mixed)
+    assert all(isinstance(f, FramePieces) for f in handed) and len(handed) == len(copied)
+    assert [len(f) for f in handed] == [len(f) for f in copied]
+    assert [bytes(f) for f in handed] == [bytes(f) for f in copied]
+    views = [p for f in handed for p in f.pieces if isinstance(p, memoryview) and p.obj is not None]
+    assert any(np.shares_memory(np.asarray(v.obj), a) for v in views)
+    assert any(np.shares_memory(np.asarray(v.obj), b) for v in views)
+    _, out = decode_message([bytes(f) for f in handed], SMALL)
+    assert np.array_equal(out["a"], a) and np.array_equal(out["b"], b) and out["meta"] == "x" * 100
+    assert not isinstance(encode_message(5, "s", "t", a[:10], SMALL)[0], FramePieces)
 
 
 def test_payload_level_roundtrip_keeps_arrays_out_of_band(prg: PRG) -> None:

@@ -475,6 +475,46 @@ async def _exchange_rounds(session: Session, x: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+async def _exchange_handed_over(session: Session, n: int) -> list[np.ndarray]:
+    """Exchange fresh read-only arrays (sent from their memory, uncopied) for three rounds."""
+    out = []
+    for r in range(3):
+        x = np.arange(n, dtype=np.uint64) * np.uint64(session.party_id + 1) + np.uint64(r)
+        x.flags.writeable = False
+        got = await session.exchange("handed", x)
+        out.append(got[1 - session.party_id])
+    return out
+
+
+def _handed_over_arrive_intact(out: Mapping[str, list[np.ndarray]], n: int) -> None:
+    for me, other in (("a", "b"), ("b", "a")):
+        for r, got in enumerate(out[me]):
+            np.testing.assert_array_equal(got, np.arange(n, dtype=np.uint64) * np.uint64(NAMES.index(other) + 1) + np.uint64(r))
+
+
+def test_pieces_of_a_frame_are_masked_from_their_offsets() -> None:
+    """A frame written as pieces (a client's, masked) is the websocket frame of the joined bytes."""
+    from websockets.frames import Frame as WsFrame
+    from websockets.frames import Opcode
+    from websockets.streams import StreamReader
+
+    from transport.framing import FramePieces
+    from transport.websocket import _binary_frame
+
+    data = bytes(range(256)) * 700
+    for cuts in ([5], [1, 2, 3], [7, 70_000], [4, 8, 12]):
+        edges = [0, *cuts, len(data)]
+        frame = FramePieces([data[a:b] for a, b in zip(edges, edges[1:])])
+        for mask in (False, True):
+            reader = StreamReader()
+            reader.feed_data(b"".join(bytes(p) for p in _binary_frame(frame, mask)))
+            parse = WsFrame.parse(reader.read_exact, mask=mask)
+            with pytest.raises(StopIteration) as done:
+                next(parse)
+            parsed = done.value.value
+            assert parsed.opcode is Opcode.BINARY and parsed.fin and parsed.data == data
+
+
 async def test_bulk_messages_take_the_zero_copy_path_intact(make_mesh: MeshFactory, prg: PRG) -> None:
     meshes = {"a": make_mesh("a"), "b": make_mesh("b")}
     await _bulk_exchange_takes_the_zero_copy_path(meshes, prg)
@@ -519,6 +559,8 @@ async def _bulk_exchange_takes_the_zero_copy_path(meshes: dict[str, WebsocketMes
         stats = meshes[me].stats()["peers"][other]
         assert stats["frames_dropped"] == 0
         assert 12 <= stats["frames_sent"] <= 12 + 3  # 3 messages of 4 frames, at most one ACK each
+    n = 3 * (1 << 20) // 8 + 5  # 4 frames per message, sent as pieces of the arrays
+    _handed_over_arrive_intact(await _run(meshes, _exchange_handed_over, {"a": n, "b": n}, {n: bytes(16) for n in ("a", "b")}, "handed"), n)
 
 
 async def test_acks_ride_on_data_and_a_lone_ack_waits_for_its_timer(make_mesh: MeshFactory) -> None:
