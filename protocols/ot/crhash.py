@@ -33,7 +33,7 @@ uniform secret input (the TCCR property with a zero correlation).
 Transpose: :func:`transpose_bits` turns a ``(w, n/8)`` bit matrix into ``(n, w/8)``. When
 ``w`` is a multiple of 64 and rows are whole 64-bit words (OT extension), every 64x64 block is
 transposed by six delta-swap stages on uint64 words: by a compiled loop
-(:func:`protocols.ot.kernels.transpose64`, ~6 ns per 128-bit row) when numba is available
+(:func:`protocols.ot.kernels.transpose64`, ~2 ns per 128-bit row) when numba is available
 (:func:`load_kernels`; else a warning), by numpy in place (~12 ns, the reference). Otherwise
 a byte-level reshape is followed by an 8x8 bit transpose of every 64-bit word by three delta
 swaps (Hacker's Delight, 7-3). Bits are little-endian within bytes

@@ -14,19 +14,22 @@ between the loops: the loops fuse the XORs, tweaks, additions and carries around
   from the two AES outputs), with the carries between the limbs of Z_2^128; the sender reads
   each correlation once per ``repeat`` OTs (the multiplication sends one vector in ``tau``
   OTs), so the repeated correlations are never materialized.
-- :func:`transpose64`: every 64x64 bit block of the IKNP matrix by six delta swaps over eight
-  blocks side by side (SIMD lanes), written to its transposed place (numpy needs 36 array
-  passes plus a strided copy per tile); :func:`masked_xor` the sender's
-  ``Q_j = G_j ^ (Delta_j & u_j)`` and :func:`xor_rows_with` the receiver's
-  ``u_j = G0_j ^ G1_j ^ c``, one pass each.
+- :func:`transpose64`: the IKNP matrix by column groups of 64 words: runs of 512 bytes of
+  every input row gathered into tiles of eight 64x64 bit blocks side by side (SIMD lanes), six
+  delta swaps per tile in two passes of three in registers, then the group's output rows
+  written once each, whole and in order (numpy needs 36 array passes plus a strided copy per
+  tile); :func:`masked_xor` the sender's ``Q_j = G_j ^ (Delta_j & u_j)`` and
+  :func:`xor_rows_with` the receiver's ``u_j = G0_j ^ G1_j ^ c``, one pass each.
 
 Measured on this machine (2 cores, one party, best of 7), 2^20 OTs of a 2 x Z_2^128
 correlation (one call of the scalar-triple multiplication): the sender's derive step
 40 -> 27 ms (numpy with the correlations repeated -> compiled, into a reused output; about
 10 ms of either is AES), the receiver's 22 -> 13 ms, the transpose of the (128, 2^17) byte
-matrix 13 -> 6.4 ms. Over the real mesh (2 party processes, 60,000 triples, same session,
-alternating runs) the offline producer's CPU time per party went from 4.5-5.1 s to 3.2-3.7 s
-with these loops, :mod:`protocols.spdz_offline.kernels` and the reuse of output buffers.
+matrix 14 -> 2.0 ms (2 ns per 128-bit output row; 5.4 ms when it went one 64-row block at a
+time, writing half of every output row per pass). Over the real mesh (2 party processes,
+60,000 triples, same session, alternating runs) the offline producer's CPU time per party went
+from 4.5-5.1 s to 3.2-3.7 s with these loops, :mod:`protocols.spdz_offline.kernels` and the
+reuse of output buffers.
 
 Conventions (as :mod:`mpc.kernels`): one compiled version per kernel, every array
 C-contiguous, inputs typed read-only (accepting writable and read-only arrays alike), outputs
@@ -178,57 +181,216 @@ _MASKS.setflags(write=False)
 
 
 _LANES = 8
-"""Word columns transposed side by side (the delta swaps run over them as SIMD lanes)."""
+"""64x64 bit blocks transposed side by side: a tile holds row ``j`` of its block ``lane`` at
+``y[j * _LANES + lane]``, so every delta swap is one SIMD operation over the eight lanes (one
+512-bit or two 256-bit vectors)."""
+
+_TILE = 64 * _LANES
+"""Words of one tile (4 KB)."""
+
+_RUN_TILES = 8
+"""Tiles per row block and column group: every input row is read in runs of 512 bytes (8 cache
+lines). Runs of 128 bytes measured 1.5x slower for G = 2 and G = 8 (the rows, a power of two
+apart, are 128 or 512 streams at once); longer runs were no faster."""
+
+_CHUNK_BLOCKS = 8
+"""Row blocks transposed together (their tiles, at most 256 KB, stay in L2 until written):
+the output rows of the column group get words ``b0 .. b0 + 7`` at once, whole rows when
+``G <= 8``."""
+
+
+@numba.jit(inline="always", **JIT)
+def _swap(a, b, mask, k):  # type: ignore[no-untyped-def]
+    """One delta swap: bits ``c + k`` of ``a`` against bits ``c`` of ``b`` (``c`` in ``mask``)."""
+    t = ((a >> k) ^ b) & mask
+    return a ^ (t << k), b ^ t
+
+
+@numba.jit(inline="always", **JIT)
+def _three_stages(y, step, d, ma, ka, mb, kb, mc, kc):  # type: ignore[no-untyped-def]
+    """Three delta-swap stages on the eight rows ``p * step + q * d`` (``q`` = 0..7) of the
+    tile ``y`` for each ``p`` = 0..7, all lanes: rows ``q``, ``q + 4`` at shift ``ka``, then
+    ``q``, ``q + 2`` at ``kb``, then ``q``, ``q + 1`` at ``kc``, in registers (eight loads and
+    eight stores per row per three stages). Inlined with constant ``step``, ``d``: LLVM then
+    sees the distances between the rows and vectorizes the lane loop."""
+    for p in range(8):
+        b = p * step
+        for i in range(_LANES):
+            a0 = y[b + i]
+            a1 = y[b + d + i]
+            a2 = y[b + 2 * d + i]
+            a3 = y[b + 3 * d + i]
+            a4 = y[b + 4 * d + i]
+            a5 = y[b + 5 * d + i]
+            a6 = y[b + 6 * d + i]
+            a7 = y[b + 7 * d + i]
+            a0, a4 = _swap(a0, a4, ma, ka)
+            a1, a5 = _swap(a1, a5, ma, ka)
+            a2, a6 = _swap(a2, a6, ma, ka)
+            a3, a7 = _swap(a3, a7, ma, ka)
+            a0, a2 = _swap(a0, a2, mb, kb)
+            a1, a3 = _swap(a1, a3, mb, kb)
+            a4, a6 = _swap(a4, a6, mb, kb)
+            a5, a7 = _swap(a5, a7, mb, kb)
+            a0, a1 = _swap(a0, a1, mc, kc)
+            a2, a3 = _swap(a2, a3, mc, kc)
+            a4, a5 = _swap(a4, a5, mc, kc)
+            a6, a7 = _swap(a6, a7, mc, kc)
+            y[b + i] = a0
+            y[b + d + i] = a1
+            y[b + 2 * d + i] = a2
+            y[b + 3 * d + i] = a3
+            y[b + 4 * d + i] = a4
+            y[b + 5 * d + i] = a5
+            y[b + 6 * d + i] = a6
+            y[b + 7 * d + i] = a7
 
 
 @numba.jit(types.void(writable(1), readonly(1)), **JIT)
-def _delta_swaps(x, masks):  # type: ignore[no-untyped-def]
-    """Transpose the 64x64 bit blocks held in ``x[j * _LANES + lane]`` (row ``j`` of block
-    ``lane``) in place: six delta-swap stages (Hacker's Delight 7-3) over all lanes at once."""
-    k = 32
-    for stage in range(6):
-        mask = masks[stage]
-        sk = np.uint64(k)
-        span = k * _LANES  # rows r0 .. r0 + k - 1 against r0 + k .. r0 + 2k - 1, all lanes
-        for r0 in range(0, 64, 2 * k):
-            ia = r0 * _LANES
-            ib = ia + span
-            for i in range(span):
-                a = x[ia + i]
-                b = x[ib + i]
-                t = ((a >> sk) ^ b) & mask
-                x[ib + i] = b ^ t
-                x[ia + i] = a ^ (t << sk)
-        k >>= 1
+def _delta_swaps(y, masks):  # type: ignore[no-untyped-def]
+    """Transpose the 64x64 bit blocks of the tile ``y`` (``y[j * _LANES + lane]``: row ``j``
+    of block ``lane``) in place: the six delta-swap stages of Hacker's Delight 7-3 (they act
+    on different bits of the row and column indices, so their order is free), 32, 16, 8 on
+    the rows ``r + 8 q`` and 4, 2, 1 on the rows ``8 p + q``."""
+    _three_stages(y, _LANES, 8 * _LANES, masks[0], np.uint64(32), masks[1], np.uint64(16), masks[2], np.uint64(8))
+    _three_stages(y, 8 * _LANES, _LANES, masks[3], np.uint64(4), masks[4], np.uint64(2), masks[5], np.uint64(1))
+
+
+@numba.jit(inline="always", **JIT)
+def _copy8(dst, d, src, s):  # type: ignore[no-untyped-def]
+    """``dst[d : d + 8] = src[s : s + 8]`` (unsigned offsets), all loads before the stores so
+    that LLVM makes it one vector load and store without proving that the arrays differ."""
+    a0 = src[s]
+    a1 = src[s + np.uint64(1)]
+    a2 = src[s + np.uint64(2)]
+    a3 = src[s + np.uint64(3)]
+    a4 = src[s + np.uint64(4)]
+    a5 = src[s + np.uint64(5)]
+    a6 = src[s + np.uint64(6)]
+    a7 = src[s + np.uint64(7)]
+    dst[d] = a0
+    dst[d + np.uint64(1)] = a1
+    dst[d + np.uint64(2)] = a2
+    dst[d + np.uint64(3)] = a3
+    dst[d + np.uint64(4)] = a4
+    dst[d + np.uint64(5)] = a5
+    dst[d + np.uint64(6)] = a6
+    dst[d + np.uint64(7)] = a7
+
+
+@numba.jit(inline="always", **JIT)
+def _gather8(dst, d, src, s, stride):  # type: ignore[no-untyped-def]
+    """``dst[d + q] = src[s + q * stride]`` for ``q`` = 0..7 (unsigned offsets), loads first."""
+    a0 = src[s]
+    a1 = src[s + stride]
+    a2 = src[s + np.uint64(2) * stride]
+    a3 = src[s + np.uint64(3) * stride]
+    a4 = src[s + np.uint64(4) * stride]
+    a5 = src[s + np.uint64(5) * stride]
+    a6 = src[s + np.uint64(6) * stride]
+    a7 = src[s + np.uint64(7) * stride]
+    dst[d] = a0
+    dst[d + np.uint64(1)] = a1
+    dst[d + np.uint64(2)] = a2
+    dst[d + np.uint64(3)] = a3
+    dst[d + np.uint64(4)] = a4
+    dst[d + np.uint64(5)] = a5
+    dst[d + np.uint64(6)] = a6
+    dst[d + np.uint64(7)] = a7
+
+
+@numba.jit(inline="always", **JIT)
+def _write_rows(x, s, per, nb, g, lanes, flat, o):  # type: ignore[no-untyped-def]
+    """Write the transposed tiles ``s`` of the ``nb`` row blocks of ``x``: word ``blk`` of the
+    output rows ``64 lane + j`` (``lane < lanes``) at ``flat[o + (64 lane + j) g + blk]``."""
+    lanes8 = np.uint64(_LANES)
+    if lanes < _LANES:  # the last columns
+        for blk in range(nb):
+            y = x[(blk * per + s) * _TILE : (blk * per + s + 1) * _TILE]
+            for lane in range(lanes):
+                for j in range(64):
+                    flat[np.uint64(o + (lane * 64 + j) * g + blk)] = y[np.uint64(j * _LANES + lane)]
+    elif g == 2:  # the IKNP shape: rows j of the eight lanes, 8x8 word transposes
+        y0 = x[s * _TILE : (s + 1) * _TILE]
+        y1 = x[(per + s) * _TILE : (per + s + 1) * _TILE]
+        uo = np.uint64(o)
+        for j in range(64):
+            uj = np.uint64(j)
+            for lane in range(_LANES):
+                ul = np.uint64(lane)
+                d = uo + ul * np.uint64(128) + np.uint64(2) * uj
+                flat[d] = y0[uj * lanes8 + ul]
+                flat[d + np.uint64(1)] = y1[uj * lanes8 + ul]
+    elif g == 1:  # eight rows of a lane at a time
+        y = x[s * _TILE : (s + 1) * _TILE]
+        for j0 in range(0, 64, 8):
+            for lane in range(_LANES):
+                _gather8(flat, np.uint64(o + lane * 64 + j0), y, np.uint64(j0 * _LANES + lane), lanes8)
+    elif nb == 8:  # G >= 8 (_CHUNK_BLOCKS = 8): eight words of a row at a time
+        for j in range(64):
+            for lane in range(_LANES):
+                d = np.uint64(o + (lane * 64 + j) * g)
+                _gather8(flat, d, x, np.uint64(s * _TILE + j * _LANES + lane), np.uint64(per * _TILE))
+    else:
+        ug = np.uint64(g)
+        for blk in range(nb):
+            y = x[(blk * per + s) * _TILE : (blk * per + s + 1) * _TILE]
+            ub = np.uint64(o + blk)
+            for j in range(64):
+                uj = np.uint64(j)
+                for lane in range(_LANES):
+                    ul = np.uint64(lane)
+                    flat[ub + (ul * np.uint64(64) + uj) * ug] = y[uj * lanes8 + ul]
 
 
 @numba.jit(types.void(readonly(2), readonly(1), writable(2)), **JIT)
 def _transpose64(words, masks, out):  # type: ignore[no-untyped-def]
-    rows, n_words = words.shape
-    x = np.zeros(64 * _LANES, dtype=np.uint64)  # x[j * _LANES + lane]: row j of column c0 + lane
-    for blk in range(rows // 64):
-        base = 64 * blk
-        for c0 in range(0, n_words, _LANES):
-            lanes = min(_LANES, n_words - c0)
-            if lanes < _LANES:
-                x[:] = 0
-            for j in range(64):
-                for lane in range(lanes):
-                    x[j * _LANES + lane] = words[base + j, c0 + lane]
-            _delta_swaps(x, masks)
-            for lane in range(lanes):
-                row = 64 * (c0 + lane)
-                for j in range(64):
-                    out[row + j, blk] = x[j * _LANES + lane]
+    # The offsets of the copies are uint64: numba wraps negative signed indices around, and
+    # that select keeps LLVM from vectorizing them (4x slower).
+    rows, n = words.shape
+    g = rows // 64
+    if g == 0 or n == 0:
+        return
+    gb = min(g, _CHUNK_BLOCKS)  # row blocks per chunk
+    per = min(_RUN_TILES, (n + _LANES - 1) // _LANES)  # tiles per row block and column group
+    width = per * _LANES
+    # x[((blk * per + s) * 64 + j) * _LANES + lane]: row j of the 64x64 block (row block
+    # b0 + blk, column c0 + s * _LANES + lane); lanes past the last column hold stale words,
+    # transposed but never written out.
+    x = np.empty(gb * per * _TILE, dtype=np.uint64)
+    w = words.reshape(-1)
+    flat = out.reshape(-1)
+    for c0 in range(0, n, width):
+        cols = min(width, n - c0)
+        full = cols // _LANES  # whole tiles
+        tiles = (cols + _LANES - 1) // _LANES
+        for b0 in range(0, g, gb):
+            nb = min(gb, g - b0)
+            for blk in range(nb):
+                xb = x[blk * per * _TILE : (blk + 1) * per * _TILE]
+                for j in range(64):  # input row 64 (b0 + blk) + j, a run of `cols` words
+                    src = np.uint64((64 * (b0 + blk) + j) * n + c0)
+                    for s in range(full):
+                        _copy8(xb, np.uint64((s * 64 + j) * _LANES), w, src + np.uint64(s * _LANES))
+                    for c in range(full * _LANES, cols):
+                        xb[np.uint64((full * 64 + j) * _LANES + c - full * _LANES)] = w[src + np.uint64(c)]
+                for s in range(tiles):
+                    _delta_swaps(xb[s * _TILE : (s + 1) * _TILE], masks)
+            # words b0 .. b0 + nb - 1 of the output rows 64 c .. 64 c + 63 of the group's
+            # columns c, in order (whole rows, each written once, when G <= _CHUNK_BLOCKS)
+            for s in range(tiles):
+                lanes = min(_LANES, cols - s * _LANES)
+                _write_rows(x, s, per, nb, g, lanes, flat, 64 * (c0 + s * _LANES) * g + b0)
 
 
 def transpose64(words: np.ndarray, out: np.ndarray) -> None:
     """Transpose the ``(64 G, C)`` uint64 bit matrix ``words`` into ``out`` ``(64 C, G)``.
 
     Bit ``i`` of word ``c`` of row ``j`` becomes bit ``j % 64`` of word ``j // 64`` of row
-    ``64 c + i`` (exactly :func:`protocols.ot.crhash._transpose64`). 64 rows of eight adjacent
-    words are gathered at a time (eight blocks side by side); gathering more rows at once (e.g.
-    the sender's ``G ^ (u & Delta)`` from two matrices) measured slower than a separate pass,
-    as it outruns the hardware prefetcher's streams.
+    ``64 c + i`` (exactly :func:`protocols.ot.crhash._transpose64`). Per group of 64 columns
+    and 8 row blocks: 512-byte runs of (up to) 512 input rows are copied into tiles (eight columns
+    of a 64-row block each), the tiles transposed in place, then words ``b0 .. b0 + 7`` of the
+    group's 4096 output rows written in order (whole rows when ``G <= 8``). Every word of
+    ``out`` is written, nothing outside it.
     """
     _transpose64(words, _MASKS, out)

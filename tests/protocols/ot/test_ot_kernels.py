@@ -145,17 +145,52 @@ def test_tweaks_and_xor_words_equal_their_definitions(prg: PRG) -> None:
 # -- the IKNP matrices ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rows, words", [(64, 1), (128, 3), (128, 8), (192, 17), (128, 2049), (64, 0), (0, 5)])
+@pytest.mark.parametrize(
+    "rows, words",
+    [
+        (64, 1),  # G = 1
+        (64, 67),
+        (128, 1),  # the 64-OT vOLE call: one partial tile
+        (128, 3),
+        (128, 8),  # one whole tile
+        (128, 64),  # one whole column group (8 tiles)
+        (128, 64 * 3 + 13),  # whole groups, then whole tiles and a partial tile
+        (192, 17),  # G = 3
+        (320, 70),  # G = 5
+        (512, 1),  # G = 8 (KKRT's columns)
+        (512, 130),
+        (576, 9),  # G = 9: a chunk of 8 row blocks and one of 1
+        (8192, 8),  # G = 128 (KKRT's codes)
+        (128, 2049),
+        (128, 4096 + 67),  # large, random
+        (64, 0),
+        (0, 5),
+    ],
+)
 def test_transpose64_equals_numpy(prg: PRG, rows: int, words: int) -> None:
     m = readonly(prg.uint64((rows, words)))
-    out = np.empty((64 * words, rows // 64), dtype=np.uint64)
+    size = 64 * words * (rows // 64)
+    buf = np.full(size + 9, np.uint64(0xA5A5A5A5A5A5A5A5), dtype=np.uint64)  # stale words and a guard
+    out = buf[:size].reshape(64 * words, rows // 64)
     k.transpose64(m, out)
+    assert np.all(buf[size:] == np.uint64(0xA5A5A5A5A5A5A5A5))  # nothing written past out
     if rows and words:
-        assert np.array_equal(out, crhash._transpose64(m))
+        assert np.array_equal(out, crhash._transpose64(m))  # every word written
         # and bit by bit: bit i of word c of row j is bit j % 64 of word j // 64 of row 64 c + i
         for j, c, i in ((0, 0, 0), (rows - 1, words - 1, 63), (rows // 2, words // 2, 37)):
             bit = (int(m[j, c]) >> i) & 1
             assert (int(out[64 * c + i, j // 64]) >> (j % 64)) & 1 == bit
+
+
+def test_transpose64_is_a_transpose(prg: PRG) -> None:
+    """Independently of the numpy reference: unpacked bits, transposed, packed again."""
+    for rows, words in ((128, 11), (512, 9), (64, 1)):
+        m = prg.uint64((rows, words))
+        out = np.empty((64 * words, rows // 64), dtype=np.uint64)
+        k.transpose64(readonly(m), out)
+        bits = np.unpackbits(m.view(np.uint8), axis=1, bitorder="little")  # bit i of word c at 64 c + i
+        want = np.packbits(np.ascontiguousarray(bits.T), axis=1, bitorder="little").view(np.uint64)
+        assert np.array_equal(out, want)
 
 
 def test_transpose_bits_uses_the_kernel_and_equals_numpy(prg: PRG, monkeypatch: pytest.MonkeyPatch) -> None:
