@@ -142,6 +142,91 @@ def test_tweaks_and_xor_words_equal_their_definitions(prg: PRG) -> None:
         assert np.array_equal(xo, p ^ d[None, :])
 
 
+
+def _finish_reference(y, p, x, row0, repeat, z128, tau, choices, width):  # type: ignore[no-untyped-def]
+    """``send_finish``'s ``(s, t)`` and ``recv_finish``'s ``v`` (on the first ``r`` rows of
+    ``y``, ``p``) by Python integers."""
+    r = y.shape[0] // 2
+    s, t, v = (np.zeros((r, width), dtype=np.uint64) for _ in range(3))
+    mod, step = (M128, 2) if z128 else (M64, 1)
+    for k in range(r):
+        for w in range(0, width, step):
+
+            def val(a: np.ndarray, row: int, pr: np.ndarray, col: int = w) -> int:
+                lo = int(a[row, col]) ^ (int(pr[0]) if pr is not None else 0)
+                if not z128:
+                    return lo
+                return lo | ((int(a[row, col + 1]) ^ (int(pr[1]) if pr is not None else 0)) << 64)
+
+            pw = p[k] if z128 else p[k, w % 2 : w % 2 + 1]
+            gw = p[r + k] if z128 else p[r + k, w % 2 : w % 2 + 1]
+            sv = val(y, k, pw)
+            tv = (sv + val(x, (row0 + k) // repeat, None) - val(y, r + k, gw)) % mod
+            vv = (sv + int(choices[k]) * val(tau, k, None)) % mod
+            for out, value in ((s, sv), (t, tv), (v, vv)):
+                out[k, w] = value % M64
+                if z128:
+                    out[k, w + 1] = value >> 64
+    return s, t, v
+
+
+@pytest.mark.parametrize(
+    "r, width, ywidth, z128, row0, repeat",
+    [
+        (37, 4, 4, True, 300, 256),  # the multiplication's shape: a run of rows per correlation
+        (37, 4, 4, True, 5, 7),  # runs end inside the chunk, an odd last run
+        (9, 4, 4, True, 3, 1),
+        (1, 4, 4, True, 255, 256),  # one row, the last of its run
+        (3, 66, 66, True, 2, 1),  # wide rows (the vOLE's), along the row
+        (5, 2, 2, True, 4, 3),
+        (6, 5, 6, False, 1, 2),  # Z_2^64, odd width: y rows one word longer
+        (4, 4, 4, False, 0, 1),  # Z_2^64 of width 4: not the Z_2^128 path
+        (2, 1, 2, False, 0, 1),
+    ],
+)
+def test_finish_kernels_equal_python_ints(
+    prg: PRG, r: int, width: int, ywidth: int, z128: bool, row0: int, repeat: int
+) -> None:
+    """``send_finish`` / ``recv_finish`` on every path against Python integers, with all-ones
+    and zero words (carries and borrows across the limbs)."""
+    y = readonly(extremes(prg.uint64((2 * r, ywidth)), prg))
+    p = readonly(extremes(prg.uint64((2 * r, 2)), prg))
+    x = readonly(extremes(prg.uint64(((row0 + r - 1) // repeat + 1, width)), prg))
+    tau = readonly(extremes(prg.uint64((r, width)), prg))
+    choices = readonly((prg.buffer(r) & 1).astype(np.uint8))
+    s, t, v = np.empty((r, width), dtype=np.uint64), np.empty((r, width), dtype=np.uint64), np.empty((r, width), dtype=np.uint64)
+    k.send_finish(y, p, x, row0, repeat, z128, s, t)
+    k.recv_finish(y[:r], p[:r], choices, tau, z128, v)
+    want_s, want_t, want_v = _finish_reference(y, p, x, row0, repeat, z128, tau, choices, width)
+    assert same((s, t, v), (want_s, want_t, want_v))
+    ones = np.full((2 * r, ywidth), M64 - 1, dtype=np.uint64)  # all-ones words: every carry at once
+    zero_p = np.zeros((2 * r, 2), dtype=np.uint64)
+    xo = np.full(x.shape, M64 - 1, dtype=np.uint64)
+    k.send_finish(ones, zero_p, xo, row0, repeat, z128, s, t)
+    k.recv_finish(ones[:r], zero_p[:r], np.ones(r, dtype=np.uint8), xo[:1].repeat(r, axis=0), z128, v)
+    want = _finish_reference(ones, zero_p, xo, row0, repeat, z128, xo[:1].repeat(r, axis=0), np.ones(r, dtype=np.uint8), width)
+    assert same((s, t, v), want)
+
+
+def test_tweaks_rows_runs_and_wide_rows(prg: PRG) -> None:
+    """Every path of ``tweaks`` (1, 2 and many blocks per row; runs of ``period`` rows; no
+    period) and of ``xor_words`` (2 words per row and others) against their definitions."""
+    for n, nb, period in ((9, 2, 4), (8, 2, 8), (5, 1, 2), (3, 37, 2), (6, 2, 0), (4, 3, -1)):
+        p = readonly(extremes(prg.uint64((n, 2)), prg))
+        high = readonly(prg.uint64(nb))
+        first = np.uint64(M64 - 2)
+        out = np.empty((n, nb, 2), dtype=np.uint64)
+        k.tweaks(p, first, period, high, out)
+        per = period if period >= 1 else n
+        idx = np.array([(int(first) + i % per) % M64 for i in range(n)], dtype=np.uint64)
+        assert np.array_equal(out[:, :, 0], np.broadcast_to((p[:, 0] ^ idx)[:, None], (n, nb)))
+        assert np.array_equal(out[:, :, 1], p[:, 1:2] ^ high[None, :])
+    for n, width in ((5, 2), (3, 3), (4, 1), (0, 2)):
+        a, d = readonly(prg.uint64((n, width))), readonly(prg.uint64(width))
+        xo = np.empty((n, width), dtype=np.uint64)
+        k.xor_words(a, d, xo)
+        assert np.array_equal(xo, a ^ d[None, :])
+
 # -- the IKNP matrices ----------------------------------------------------------------------
 
 

@@ -109,6 +109,31 @@ def test_lincomb_acc_accumulates_into_out(prg: PRG) -> None:
             assert int(out_lo[i, e]) | (int(out_hi[i, e]) << 64) == (start[i][e] + comb) % M128
 
 
+
+@pytest.mark.parametrize("n, tau, width", [(3, 256, 2), (2, 300, 1), (2, 17, 3), (1, 4099, 2), (1, 9, 70)])
+def test_lincomb_acc_paths_against_python_ints(prg: PRG, n: int, tau: int, width: int) -> None:
+    """Both paths (two elements per row, other widths) with all-ones limbs and coefficients
+    (every partial sum at its largest), then extreme random ones, added and subtracted."""
+    for fill in ("ones", "extreme"):
+        if fill == "ones":
+            term = np.full((n, tau * width * 2), M64 - 1, dtype=np.uint64)
+            r_lo, r_hi = np.full(tau, M64 - 1, dtype=np.uint64), np.full(tau, M64 - 1, dtype=np.uint64)
+        else:
+            term = extreme_terms(prg, 1, (n, tau * width * 2))[0]
+            r_lo, r_hi = extreme_terms(prg, 2, (tau,))
+        out_lo, out_hi = np.full((n, width), M64 - 1, dtype=np.uint64), np.full((n, width), M64 - 1, dtype=np.uint64)
+        k.lincomb_acc(readonly(term), readonly(r_lo), readonly(r_hi), False, out_lo, out_hi)
+        got_add = [[int(out_lo[i, e]) | (int(out_hi[i, e]) << 64) for e in range(width)] for i in range(n)]
+        k.lincomb_acc(readonly(term), readonly(r_lo), readonly(r_hi), True, out_lo, out_hi)
+        k.lincomb_acc(readonly(term), readonly(r_lo), readonly(r_hi), True, out_lo, out_hi)
+        rs = [int(r_lo[h]) | (int(r_hi[h]) << 64) for h in range(tau)]
+        for i in range(n):
+            for e in range(width):
+                xs = (int(term[i, 2 * (h * width + e)]) | (int(term[i, 2 * (h * width + e) + 1]) << 64) for h in range(tau))
+                comb = sum(r * x for r, x in zip(rs, xs, strict=True))
+                assert got_add[i][e] == (M128 - 1 + comb) % M128
+                assert int(out_lo[i, e]) | (int(out_hi[i, e]) << 64) == (M128 - 1 - comb) % M128
+
 def test_without_numba_numpy_contracts_and_warns(prg: PRG, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import protocols.spdz_offline
 
