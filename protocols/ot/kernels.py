@@ -442,28 +442,6 @@ def _delta_swaps(y, masks):  # type: ignore[no-untyped-def]
 
 
 @numba.jit(inline="always", **JIT)
-def _copy8(dst, d, src, s):  # type: ignore[no-untyped-def]
-    """``dst[d : d + 8] = src[s : s + 8]`` (unsigned offsets), all loads before the stores so
-    that LLVM makes it one vector load and store without proving that the arrays differ."""
-    a0 = src[s]
-    a1 = src[s + np.uint64(1)]
-    a2 = src[s + np.uint64(2)]
-    a3 = src[s + np.uint64(3)]
-    a4 = src[s + np.uint64(4)]
-    a5 = src[s + np.uint64(5)]
-    a6 = src[s + np.uint64(6)]
-    a7 = src[s + np.uint64(7)]
-    dst[d] = a0
-    dst[d + np.uint64(1)] = a1
-    dst[d + np.uint64(2)] = a2
-    dst[d + np.uint64(3)] = a3
-    dst[d + np.uint64(4)] = a4
-    dst[d + np.uint64(5)] = a5
-    dst[d + np.uint64(6)] = a6
-    dst[d + np.uint64(7)] = a7
-
-
-@numba.jit(inline="always", **JIT)
 def _gather8(dst, d, src, s, stride):  # type: ignore[no-untyped-def]
     """``dst[d + q] = src[s + q * stride]`` for ``q`` = 0..7 (unsigned offsets), loads first."""
     a0 = src[s]
@@ -482,6 +460,14 @@ def _gather8(dst, d, src, s, stride):  # type: ignore[no-untyped-def]
     dst[d + np.uint64(5)] = a5
     dst[d + np.uint64(6)] = a6
     dst[d + np.uint64(7)] = a7
+
+
+@numba.jit(inline="always", **JIT)
+def _copy8(dst, d, src, s):  # type: ignore[no-untyped-def]
+    """``dst[d : d + 8] = src[s : s + 8]``: :func:`_gather8` at stride one, which LLVM makes
+    one vector load and store (all loads before the stores, so it need not prove that the
+    arrays differ)."""
+    _gather8(dst, d, src, s, np.uint64(1))
 
 
 @numba.jit(inline="always", **JIT)
