@@ -6,9 +6,8 @@ the *sender* a vector of ring elements ``x``, and they end with an additive shar
 ``bit * x`` (receiver ``v = s + bit * x``, sender ``-s``).
 
 Authentication (:func:`authenticate`; SPDZ2k's vOLE, after MASCOT's COPE). The key holder ``k``
-chooses the 64 bits of its MAC key share ``alpha_k``; the value holder ``j`` sends ``x_j`` in
-every OT ``l``. Weighted by ``2^l`` and summed over ``l``
-(:func:`~protocols.spdz_offline.arith.sum_shifted`), the outputs share ``alpha_k * x_j``; with
+chooses the 64 bits of its MAC key share ``alpha_k``; the value holder ``j`` sends
+``2^l x_j`` in OT ``l``. Summed over ``l`` the outputs share ``alpha_k * x_j``; with
 ``alpha_j * x_j`` computed locally, every party's shares of ``alpha * x`` follow for
 ``x = sum_j x_j``. A batch of ``L`` values is one OT call of 64 OTs of ``L`` elements each:
 ``64 * 16 L`` bytes from ``j`` to ``k`` (+ the IKNP matrix of 64 OTs, ~5 KB per call). Then the
@@ -55,7 +54,7 @@ from protocols.ot import OTExtReceiver, OTExtSender, crhash
 from protocols.ot.extension import Buffers
 
 from protocols.spdz_offline import arith
-from protocols.spdz_offline.arith import KEY_BITS, key_bits, lincomb_bits, lincomb_signed, sum_shifted, to_limbs
+from protocols.spdz_offline.arith import key_bits, lincomb_bits, lincomb_signed, sum_ots, to_limbs, vole_correlation
 from protocols.spdz_offline.coin import coin_toss, gather_all
 
 __all__ = ["Behaviour", "Pairs", "Context", "setup_pairs", "authenticate", "multiply", "uniform"]
@@ -89,16 +88,7 @@ class Behaviour:
         return x
 
     def vole_correlation(self, peer: int, x: np.ndarray) -> np.ndarray:
-        """The authentication correlations sent to ``peer``.
-
-        Args:
-            peer: the key holder.
-            x: (1, L, 2) uint64 limbs, the values sent in each of the 64 OTs.
-
-        Returns:
-            ``x`` itself (honest), or other values of its shape, or (64, L, 2) limbs (one
-            vector per OT).
-        """
+        """The authentication correlations sent to ``peer``, (64, L, 2) uint64 limbs."""
         return x
 
     def opened_share(self, name: str, share: Z128) -> Z128:
@@ -196,13 +186,10 @@ async def authenticate(ctx: Context, own: Z128, lengths: dict[int, int]) -> tupl
     async def as_sender(k: int) -> Z128:
         parts = []
         for part in _chunks(lengths[me], _VOLE_CHUNK):
-            x = to_limbs(own[part])[None]  # (1, L, 2): sent in each of the 64 OTs
-            sent = ctx.behaviour.vole_correlation(k, x)
-            repeat = KEY_BITS if sent.shape[0] == 1 else 1
-            words = KEY_BITS * x.size
-            buf = buffers.take(words)
-            s = await ctx.pairs.send[k].send_correlated_ring(sent, ring="z2_128", repeat=repeat, out=buf[:words])
-            parts.append(sum_shifted(s))
+            x = ctx.behaviour.vole_correlation(k, vole_correlation(own[part]))
+            buf = buffers.take(x.size)
+            s = await ctx.pairs.send[k].send_correlated_ring(x, ring="z2_128", out=buf[: x.size])
+            parts.append(_sum_ots(s))
             buffers.give(buf)  # (only after success: a failed call may still be writing into it)
         return r128.concatenate(parts)
 
@@ -213,7 +200,7 @@ async def authenticate(ctx: Context, own: Z128, lengths: dict[int, int]) -> tupl
             words = choices.size * width * 2
             buf = buffers.take(words)
             v = await ctx.pairs.recv[k].recv_correlated_ring(choices, shape=(width,), ring="z2_128", out=buf[:words])
-            parts.append(sum_shifted(v))
+            parts.append(_sum_ots(v))
             buffers.give(buf)
         return r128.concatenate(parts)
 
@@ -225,6 +212,11 @@ async def authenticate(ctx: Context, own: Z128, lengths: dict[int, int]) -> tupl
         mine = r128.sub(mine, s)
     theirs = dict(zip(others, results[len(others) :]))
     return mine, theirs
+
+
+def _sum_ots(out: np.ndarray) -> Z128:
+    """The sum over the 64 OTs of a vOLE call's outputs."""
+    return sum_ots(out)
 
 
 def _contract(outs: list[np.ndarray], n_sent: int, beta: np.ndarray, r: Z128, width: int) -> tuple[Z128, Z128]:

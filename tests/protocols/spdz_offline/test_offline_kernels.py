@@ -154,22 +154,21 @@ def test_without_numba_numpy_contracts_and_warns(prg: PRG, monkeypatch: pytest.M
     assert arith.load_kernels() is True
 
 
-@pytest.mark.parametrize("rows, shape", [(64, (5,)), (64, (3, 7)), (64, (1,)), (64, (0,)), (64, (16385,)), (1, (4,)), (13, (6,))])
-def test_sum_shifted_equals_numpy_and_integers(prg: PRG, monkeypatch: pytest.MonkeyPatch, rows: int, shape: tuple[int, ...]) -> None:
-    """The compiled weighted sum equals numpy's and ``sum_l 2^l v_l`` over Python integers
-    (a third of the limbs all ones: every carry, every bit shifted out)."""
-    outs = readonly(extreme_terms(prg, 1, (rows, *shape, 2))[0])
-    got = arith.sum_shifted(outs)
-    monkeypatch.setattr(arith, "_kernels", lambda: None)
-    want = arith.sum_shifted(outs)
-    monkeypatch.undo()
-    assert got.shape == shape and same(got, want)
-    flat = outs.reshape(rows, -1, 2)
-    for i in range(min(flat.shape[1], 3)):
-        expect = sum((int(flat[l, i, 0]) | int(flat[l, i, 1]) << 64) << l for l in range(rows)) % M128
-        assert int(r128.to_int(got.reshape(-1)[i])[()]) == expect
-    with pytest.raises(ConfigError):
-        arith.sum_shifted(np.zeros((65, 3, 2), dtype=np.uint64))
+@pytest.mark.parametrize("shape", [(5,), (3, 7), (1,), (0,), (16385,)])
+def test_vole_correlation_and_sum_equal_numpy(prg: PRG, shape: tuple[int, ...]) -> None:
+    x = rand128(prg, shape)
+    x = r128.Z128(readonly(x.lo), readonly(x.hi))
+    got = arith.vole_correlation(x)
+    want = arith._vole_correlation_numpy(x, np.empty_like(got))
+    assert got.shape == (64, *shape, 2) and np.array_equal(got, want)
+    outs = readonly(extreme_terms(prg, 1, (64, *shape, 2))[0])
+    total = arith.sum_ots(outs)
+    assert same(total, r128.sum(arith.from_limbs(outs), axis=0))
+    if x.size:  # and with Python integers: the 64 shifted copies sum to (2^64 - 1) x
+        flat = x.reshape(-1)
+        s = arith.sum_ots(got).reshape(-1)
+        for i in (0, flat.size - 1):
+            assert int(r128.to_int(s[i])[()]) == (int(r128.to_int(flat[i])[()]) * (M64 - 1)) % M128
 
 
 def test_buffers_reuse_the_smallest_fit_and_keep_the_largest() -> None:

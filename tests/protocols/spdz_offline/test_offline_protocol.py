@@ -112,14 +112,10 @@ class CheatMultiply(Behaviour):
 
 
 class PerOT(Behaviour):
-    """Honest, but hands the multiplication and the vOLE one correlation per OT (``repeat=1``
-    in the OT layer)."""
+    """Honest, but hands the multiplication one correlation per OT (``repeat=1`` in the OT layer)."""
 
     def mult_correlation(self, peer: int, x: np.ndarray) -> np.ndarray:
         return np.repeat(x, 256, axis=0)
-
-    def vole_correlation(self, peer: int, x: np.ndarray) -> np.ndarray:
-        return np.repeat(x, 64, axis=0)
 
 
 async def prog_per_ot(s: Session, inp: None) -> Any:
@@ -141,7 +137,7 @@ class CheatAuthenticate(Behaviour):
     """Authenticates with inconsistent values in the vOLE (a different x per key bit)."""
 
     def vole_correlation(self, peer: int, x: np.ndarray) -> np.ndarray:
-        x = np.repeat(x, 64, axis=0)
+        x = x.copy()
         x[:, 0, 0] += np.arange(1, 65, dtype=np.uint64)
         return x
 

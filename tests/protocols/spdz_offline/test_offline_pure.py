@@ -17,8 +17,8 @@ from protocols.spdz_offline.arith import (
     lincomb_limbs,
     lincomb_signed,
     sqrt_odd,
-    sum_shifted,
     to_limbs,
+    vole_correlation,
 )
 from protocols.spdz_offline.bits import bits_from_square, truncation_from_bits
 from protocols.spdz_offline.pool import Pool
@@ -43,12 +43,12 @@ def test_limbs_round_trip(prg: PRG) -> None:
         from_limbs(np.zeros((3, 3), dtype=np.uint64))
 
 
-def test_weighted_sum_of_chosen_values_is_key_times_x(prg: PRG) -> None:
-    """The vOLE's algebra: x chosen in OT l by key bit l, weighted by 2^l, sums to key * x."""
+def test_vole_correlation_sums_to_key_times_x(prg: PRG) -> None:
     x = rand128(prg, (5,))
     key = prg.uint64(())
-    chosen = to_limbs(x)[None] * key_bits(key).astype(np.uint64).reshape(64, 1, 1)
-    total = ints(sum_shifted(chosen))
+    corr = from_limbs(vole_correlation(x))
+    chosen = r128.mul_u64(corr, key_bits(key).astype(np.uint64).reshape(64, 1))
+    total = ints(r128.sum(chosen, axis=0))
     expect = (ints(x) * int(key)) % M128
     assert list(total) == list(expect)
 
