@@ -1,4 +1,5 @@
-"""Optional compiled kernels: modules of numba loops, imported on first use.
+"""Optional compiled kernels (modules of numba loops, imported on first use), and the cores a
+process may compute on.
 
 :mod:`mpc.kernels`, :mod:`protocols.ot.kernels` and :mod:`protocols.spdz_offline.kernels`
 compile their loops with numba when imported. Their callers keep a numpy path that computes the
@@ -10,9 +11,18 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from types import ModuleType
 
-__all__ = ["optional_kernels"]
+__all__ = ["optional_kernels", "available_cores"]
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def optional_kernels(module: str, logger: logging.Logger, fallback: str) -> ModuleType | None:

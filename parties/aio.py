@@ -31,11 +31,12 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
-import os
 import platform
 from typing import Any, Coroutine, TypeVar
 
-__all__ = ["run", "prepare_process", "single_threaded_blas", "tune_allocator", "available_cores", "offload_default"]
+from mpc.compiled import available_cores
+
+__all__ = ["run", "prepare_process", "single_threaded_blas", "tune_allocator", "offload_default"]
 
 T = TypeVar("T")
 
@@ -50,14 +51,6 @@ ALLOCATOR_SETTINGS = {
 }
 """The allocator settings of party processes. The cost: a process keeps up to ~1 GiB of freed
 memory (beyond what it uses) until it exits, instead of returning it after every round."""
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def offload_default(parties_here: int = 1) -> bool:

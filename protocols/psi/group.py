@@ -36,6 +36,7 @@ import numpy as np
 from protocols.sodium import rbcl
 
 from mpc.checks import check_int
+from mpc.compiled import available_cores
 from mpc.errors import ConfigError, ProtocolViolation
 
 __all__ = [
@@ -145,14 +146,6 @@ def first_invalid(_: bytes, points: bytes) -> tuple[bytes, int]:
 
 
 # -- where the work runs -----------------------------------------------------------------------
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _worker_init() -> None:
