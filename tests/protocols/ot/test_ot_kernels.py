@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -309,9 +309,7 @@ def test_masked_xor_and_xor_rows_with(prg: PRG) -> None:
 # -- without numba --------------------------------------------------------------------------
 
 
-def test_without_numba_numpy_computes_and_warns(prg: PRG, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import protocols.ot
-
+def test_without_numba_numpy_computes_and_warns(prg: PRG, missing_kernels: Any) -> None:
     n = 300
     q = prg.buffer(16 * n).reshape(n, 16)
     delta = prg.buffer(16).copy()
@@ -321,20 +319,10 @@ def test_without_numba_numpy_computes_and_warns(prg: PRG, monkeypatch: pytest.Mo
     v_want = ringot.ring_recv(q, 0, c, want[1], True, DOMAIN)
     m = prg.buffer(128 * 16).reshape(128, 16)
     t_want = crhash.transpose_bits(m)
-    monkeypatch.setitem(sys.modules, "protocols.ot.kernels", None)  # makes the import fail
-    monkeypatch.delattr(protocols.ot, "kernels", raising=False)
-    crhash._kernels.cache_clear()
-    try:
-        with caplog.at_level("WARNING", logger="protocols.ot.crhash"):
-            assert crhash.load_kernels() is False
-        assert "numpy" in caplog.text
+    with missing_kernels("protocols.ot.kernels", crhash):
         assert same(ringot.ring_send(q, delta, 0, x, True, DOMAIN), want)
         assert same(ringot.ring_recv(q, 0, c, want[1], True, DOMAIN), v_want)
         assert same(crhash.transpose_bits(m), t_want)
-    finally:
-        monkeypatch.undo()
-        crhash._kernels.cache_clear()
-    assert crhash.load_kernels() is True
 
 
 def test_iknp_steps_may_reuse_the_stream_buffers(prg: PRG) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -134,24 +134,13 @@ def test_lincomb_acc_paths_against_python_ints(prg: PRG, n: int, tau: int, width
                 assert got_add[i][e] == (M128 - 1 + comb) % M128
                 assert int(out_lo[i, e]) | (int(out_hi[i, e]) << 64) == (M128 - 1 - comb) % M128
 
-def test_without_numba_numpy_contracts_and_warns(prg: PRG, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import protocols.spdz_offline
 
+def test_without_numba_numpy_contracts_and_warns(prg: PRG, missing_kernels: Any) -> None:
     terms = [prg.uint64((5, 256, 2, 2)) for _ in range(2)]
     coeffs = rand128(prg, (256,))
     want = arith.lincomb_signed([terms[0]], [terms[1]], coeffs)
-    monkeypatch.setitem(sys.modules, "protocols.spdz_offline.kernels", None)  # makes the import fail
-    monkeypatch.delattr(protocols.spdz_offline, "kernels", raising=False)
-    arith._kernels.cache_clear()
-    try:
-        with caplog.at_level("WARNING", logger="protocols.spdz_offline.arith"):
-            assert arith.load_kernels() is False
-        assert "numpy" in caplog.text
+    with missing_kernels("protocols.spdz_offline.kernels", arith):
         assert same(arith.lincomb_signed([terms[0]], [terms[1]], coeffs), want)
-    finally:
-        monkeypatch.undo()
-        arith._kernels.cache_clear()
-    assert arith.load_kernels() is True
 
 
 @pytest.mark.parametrize("shape", [(5,), (3, 7), (1,), (0,), (16385,)])
