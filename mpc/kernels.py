@@ -28,7 +28,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["add_products", "add", "sub", "dot_u64", "mulhi", "JIT", "readonly", "writable"]
+__all__ = ["add_products", "add", "sub", "dot_u64", "mulhi", "flat", "JIT", "readonly", "writable"]
 
 JIT = {"nopython": True, "nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
 """The ``numba.jit`` options of every kernel module (also :mod:`protocols.ot.kernels` and
@@ -49,6 +49,14 @@ def readonly(dims: int, dtype: Any = types.uint64) -> Any:
 def writable(dims: int, dtype: Any = types.uint64) -> Any:
     """The numba type of a C-contiguous output array."""
     return types.Array(dtype, dims, "C")
+
+
+@numba.jit(inline="always", **JIT)
+def flat(a):  # type: ignore[no-untyped-def]
+    """The C-contiguous ``a`` as a 1-d view, for loops that index it with uint64 offsets
+    (numba wraps negative signed indices around, and that select keeps LLVM from vectorizing;
+    used by :mod:`protocols.ot.kernels` and :mod:`protocols.spdz_offline.kernels`)."""
+    return a.reshape(a.size)
 
 
 def _signature(inputs: int, outputs: int, dims: int = 2, result: Any = types.void) -> Any:

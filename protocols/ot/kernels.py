@@ -52,7 +52,7 @@ import numba
 import numpy as np
 from numba import types
 
-from mpc.kernels import JIT, readonly, writable
+from mpc.kernels import JIT, flat, readonly, writable
 
 __all__ = ["xor_words", "tweaks", "send_finish", "recv_finish", "transpose64", "masked_xor", "xor_rows_with"]
 
@@ -66,17 +66,11 @@ _U8 = types.uint8
 # cache-resident chunk.
 
 
-@numba.jit(inline="always", **JIT)
-def _flat(a):  # type: ignore[no-untyped-def]
-    """The C-contiguous ``a`` as a 1-d view."""
-    return a.reshape(a.size)
-
-
 @numba.jit(types.void(readonly(2), readonly(1), writable(2)), **JIT)
 def xor_words(a, d, out):  # type: ignore[no-untyped-def]
     """``out[k, w] = a[k, w] ^ d[w]`` for ``a``, ``out`` ``(n, W)`` and ``d`` ``(W,)``."""
     n, width = a.shape
-    af, of = _flat(a), _flat(out)
+    af, of = flat(a), flat(out)
     if width == 2:  # the sender's q ^ Delta: one 128-bit block per row, vectorized across rows
         d0, d1 = d[0], d[1]
         for k in range(np.uint64(n)):
@@ -117,7 +111,7 @@ def tweaks(p, first, period, high, out):  # type: ignore[no-untyped-def]
     n, nb = out.shape[0], out.shape[1]
     if n == 0 or nb == 0:
         return
-    pf, of = _flat(p), _flat(out)
+    pf, of = flat(p), flat(out)
     un = np.uint64(n)
     per = np.uint64(period if period >= 1 else n)
     k0 = np.uint64(0)
@@ -206,7 +200,7 @@ def send_finish(y, p, x, row0, repeat, z128, s, t):  # type: ignore[no-untyped-d
     r, width = s.shape
     if r == 0 or width == 0:
         return
-    yf, pf, xf, sf, tf = _flat(y), _flat(p), _flat(x), _flat(s), _flat(t)
+    yf, pf, xf, sf, tf = flat(y), flat(p), flat(x), flat(s), flat(t)
     ur = np.uint64(r)
     xi = np.uint64(row0 // repeat)
     left = np.uint64(repeat - row0 % repeat)  # OTs before the next row of x
@@ -293,7 +287,7 @@ def recv_finish(y, p, choices, tau, z128, v):  # type: ignore[no-untyped-def]
     r, width = tau.shape
     if r == 0 or width == 0:
         return
-    yf, pf, tf, vf = _flat(y), _flat(p), _flat(tau), _flat(v)
+    yf, pf, tf, vf = flat(y), flat(p), flat(tau), flat(v)
     if z128 and width == 4 and y.shape[1] == 4:
         for k in range(np.uint64(r)):
             a = np.uint64(4) * k

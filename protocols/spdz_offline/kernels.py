@@ -32,16 +32,9 @@ import numba
 import numpy as np
 from numba import types
 
-from mpc.kernels import JIT, readonly, writable
+from mpc.kernels import JIT, flat, readonly, writable
 
 __all__ = ["lincomb_acc", "sum_rows", "shifts"]
-
-
-@numba.jit(inline="always", **JIT)
-def _flat(a):  # type: ignore[no-untyped-def]
-    """The C-contiguous ``a`` as a 1-d view (indexed with uint64 offsets below: numba wraps
-    negative signed indices around, and that select keeps LLVM from vectorizing)."""
-    return a.reshape(a.size)
 
 
 _M32 = np.uint64(0xFFFFFFFF)
@@ -104,7 +97,7 @@ def lincomb_acc(term, r_lo, r_hi, negate, out_lo, out_hi):  # type: ignore[no-un
     tau = np.uint64(r_lo.shape[0])
     if n == 0 or width == 0:
         return
-    tf, olf, ohf = _flat(term), _flat(out_lo), _flat(out_hi)
+    tf, olf, ohf = flat(term), flat(out_lo), flat(out_hi)
     if width == 2:
         for i in range(np.uint64(n)):
             base = i * (np.uint64(4) * tau)
