@@ -189,7 +189,7 @@ async def authenticate(ctx: Context, own: Z128, lengths: dict[int, int]) -> tupl
             x = ctx.behaviour.vole_correlation(k, vole_correlation(own[part]))
             buf = buffers.take(x.size)
             s = await ctx.pairs.send[k].send_correlated_ring(x, ring="z2_128", out=buf[: x.size])
-            parts.append(_sum_ots(s))
+            parts.append(sum_ots(s))
             buffers.give(buf)  # (only after success: a failed call may still be writing into it)
         return r128.concatenate(parts)
 
@@ -200,7 +200,7 @@ async def authenticate(ctx: Context, own: Z128, lengths: dict[int, int]) -> tupl
             words = choices.size * width * 2
             buf = buffers.take(words)
             v = await ctx.pairs.recv[k].recv_correlated_ring(choices, shape=(width,), ring="z2_128", out=buf[:words])
-            parts.append(_sum_ots(v))
+            parts.append(sum_ots(v))
             buffers.give(buf)
         return r128.concatenate(parts)
 
@@ -212,11 +212,6 @@ async def authenticate(ctx: Context, own: Z128, lengths: dict[int, int]) -> tupl
         mine = r128.sub(mine, s)
     theirs = dict(zip(others, results[len(others) :]))
     return mine, theirs
-
-
-def _sum_ots(out: np.ndarray) -> Z128:
-    """The sum over the 64 OTs of a vOLE call's outputs."""
-    return sum_ots(out)
 
 
 def _contract(outs: list[np.ndarray], n_sent: int, beta: np.ndarray, r: Z128, width: int) -> tuple[Z128, Z128]:
