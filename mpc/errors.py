@@ -31,6 +31,7 @@ __all__ = [
     "TransportError",
     "PeerUnavailable",
     "HandshakeFailed",
+    "TLSFailure",
     "FrameError",
     "FrameTooLarge",
     "ProtocolViolation",
@@ -84,6 +85,13 @@ class HandshakeFailed(TransportError):
     """A connection was refused during TLS or identity verification."""
 
     code = "handshake-failed"
+
+
+class TLSFailure(TransportError):
+    """A TLS handshake failed or did not finish in time, or a received record did not
+    authenticate; the connection is dropped."""
+
+    code = "tls-failure"
 
 
 class FrameError(TransportError):

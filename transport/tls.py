@@ -1,5 +1,9 @@
 """TLS 1.3 contexts with mutual authentication pinned to the federation's certificates.
 
+The mesh's connections use :func:`mesh_context` (pyOpenSSL, run by :mod:`transport.tlsconn`);
+:func:`server_context` and :func:`client_context` are the same policy for Python's :mod:`ssl`
+(tools and tests that dial a mesh with the standard library).
+
 Both sides present their own certificate and require the peer's. The trust store holds exactly
 the federation members' (self-signed) certificates, so the TLS handshake already fails for a
 certificate that no member owns. Host names are not checked: identity is established by pinning,
@@ -16,12 +20,16 @@ local log only.
 from __future__ import annotations
 
 import ssl
-from typing import Callable
+from typing import Any, Callable
+
+from cryptography import x509
+from OpenSSL import SSL
+from OpenSSL.crypto import X509
 
 from mpc.errors import ConfigError, HandshakeFailed
 from transport.identity import Federation, Identity, PeerInfo, certificate_fingerprint
 
-__all__ = ["server_context", "client_context", "peer_certificate", "verify_peer", "authenticate_peer"]
+__all__ = ["mesh_context", "server_context", "client_context", "peer_certificate", "verify_peer", "authenticate_peer"]
 
 
 def _trust_store(federation: Federation) -> str:
@@ -32,7 +40,7 @@ def _trust_store(federation: Federation) -> str:
     return "".join(pems)
 
 
-def _context(purpose: int, identity: Identity, federation: Federation) -> ssl.SSLContext:
+def _check_own(identity: Identity, federation: Federation) -> None:
     own = federation.by_name(identity.name)
     identity.load()
     if identity.fingerprint != own.fingerprint:
@@ -40,6 +48,40 @@ def _context(purpose: int, identity: Identity, federation: Federation) -> ssl.SS
             f"certificate {identity.cert_path} does not match the fingerprint pinned for "
             f"{identity.name!r} in the federation"
         )
+
+
+def mesh_context(identity: Identity, federation: Federation) -> SSL.Context:
+    """The mesh's TLS policy as a pyOpenSSL context (:mod:`transport.tlsconn`), for both roles.
+
+    The same policy as :func:`server_context` and :func:`client_context`: TLS 1.3 only, this
+    party's certificate presented, the peer's required (the handshake fails without one) and
+    verified against a trust store of exactly the federation's pinned certificates, no session
+    tickets; the pin of the party is checked after the handshake (:func:`verify_peer`).
+
+    Raises:
+        ConfigError: as for :func:`server_context`.
+    """
+    _check_own(identity, federation)
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+    ctx.set_max_proto_version(SSL.TLS1_3_VERSION)
+    ctx.set_options(SSL.OP_NO_TICKET)
+    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
+    try:
+        ctx.use_certificate_chain_file(str(identity.cert_path))
+        ctx.use_privatekey_file(str(identity.key_path))
+        ctx.check_privatekey()
+        store = ctx.get_cert_store()
+        assert store is not None  # a fresh context has one
+        for member in federation:
+            store.add_cert(X509.from_cryptography(x509.load_der_x509_certificate(member.certificate_der())))
+    except SSL.Error as exc:
+        raise ConfigError(f"cannot set up TLS for {identity.name!r}: {exc}") from None
+    return ctx
+
+
+def _context(purpose: int, identity: Identity, federation: Federation) -> ssl.SSLContext:
+    _check_own(identity, federation)
     ctx = ssl.SSLContext(purpose)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
@@ -104,8 +146,11 @@ def client_context(identity: Identity, federation: Federation) -> ssl.SSLContext
     return _context(ssl.PROTOCOL_TLS_CLIENT, identity, federation)
 
 
-def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> bytes:
+def peer_certificate(ssl_object: Any) -> bytes:
     """The DER certificate the peer presented in a completed handshake.
+
+    ``ssl_object`` is an :class:`ssl.SSLObject` or :class:`ssl.SSLSocket`, or a
+    :class:`transport.tlsconn.PeerView` (the same ``version`` and ``getpeercert`` methods).
 
     Raises:
         HandshakeFailed: there is no TLS session or the peer sent no certificate.
@@ -120,7 +165,7 @@ def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> bytes:
     return der
 
 
-def authenticate_peer(ssl_object: ssl.SSLObject | ssl.SSLSocket | None, federation: Federation) -> PeerInfo:
+def authenticate_peer(ssl_object: Any, federation: Federation) -> PeerInfo:
     """The federation member whose pinned certificate the peer presented.
 
     Raises:
@@ -133,9 +178,7 @@ def authenticate_peer(ssl_object: ssl.SSLObject | ssl.SSLSocket | None, federati
         raise HandshakeFailed(f"certificate {fp[:16]}... is not a federation member's") from None
 
 
-def verify_peer(
-    ssl_object: ssl.SSLObject | ssl.SSLSocket | None, federation: Federation, claimed: str
-) -> PeerInfo:
+def verify_peer(ssl_object: Any, federation: Federation, claimed: str) -> PeerInfo:
     """Check that the peer's certificate is the one pinned for ``claimed``.
 
     Args:

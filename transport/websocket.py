@@ -17,7 +17,9 @@ de-duplicated and a job goes on with nothing lost or repeated.
 Authentication, before any application frame:
 
 1. TLS 1.3 with certificates on both sides; the trust store holds only the federation's pinned
-   certificates (:mod:`transport.tls`).
+   certificates (:mod:`transport.tls`). It runs below the websocket, on the OpenSSL that
+   ``cryptography`` ships (:class:`~transport.tlsconn.TLSLayer`, created by the connection
+   when TCP connects; the websocket itself is then ``ws://`` over it).
 2. The dialler checks that the server's certificate is the one pinned for the party it dialled,
    before it sends its HTTP upgrade request.
 3. The acceptor reads the party the dialler claims to be from the ``MPC-Party`` request header
@@ -49,13 +51,13 @@ import dataclasses
 import functools
 import logging
 import secrets
-import ssl
 import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
+from OpenSSL import SSL
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -71,6 +73,7 @@ from mpc.errors import (
     MPCError,
     PeerUnavailable,
     ProtocolViolation,
+    TLSFailure,
     TransportError,
 )
 from transport.faults import Disconnect, FaultInjector, FaultPlan, Sleep, Write
@@ -78,7 +81,8 @@ from transport.framing import FrameLimits, FramePieces
 from transport.identity import Federation, Identity, PeerInfo
 from transport.link import Link
 from transport.router import Router
-from transport.tls import client_context, server_context, verify_peer
+from transport.tls import mesh_context, verify_peer
+from transport.tlsconn import TLSLayer
 
 __all__ = ["WebsocketMesh", "PARTY_HEADER", "MESH_PATH"]
 
@@ -203,8 +207,8 @@ class _FrameReader(StreamReader):
 
     ``websockets``' own reader appends every received chunk to a ``bytearray`` and slices each
     frame out of it (two copies into freshly allocated memory, plus the join of TLS records in
-    asyncio's SSL layer). This reader owns one buffer per connection, which the connection
-    offers to asyncio's SSL layer (:class:`asyncio.BufferedProtocol`), so records are decrypted
+    the TLS layer). This reader owns one buffer per connection, which the connection
+    offers to the TLS layer (:class:`asyncio.BufferedProtocol`), so records are decrypted
     into it in place, and it returns long reads (frame payloads) as read-only views of it.
 
     Lifetime rule: a view is valid until the next :meth:`get_buffer` or :meth:`feed_data`. The
@@ -344,6 +348,16 @@ class _BufferedReceiver(asyncio.BufferedProtocol):
         self._conn.resume_writing()  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class _TLSSetup:
+    """How a mesh connection runs TLS below itself (:class:`~transport.tlsconn.TLSLayer`)."""
+
+    context: SSL.Context
+    server_side: bool
+    timeout: float
+    on_failure: Callable[[TLSFailure], None] | None
+
+
 class _MeshConnection:
     """Receive path shared by the mesh's client and server connections.
 
@@ -356,11 +370,28 @@ class _MeshConnection:
 
     protocol: Any
     transport: Any
+    tls: _TLSSetup | None = None
+    _tls_layer: TLSLayer | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        setup = self.tls
+        if setup is not None and self._tls_layer is None:
+            # The TCP connection: run TLS below this connection, which is made (with the TLS
+            # layer as its transport) once the handshake is done.
+            layer = TLSLayer(setup.context, setup.server_side, self, handshake_timeout=setup.timeout, on_failure=setup.on_failure)
+            self._tls_layer = layer
+            self.transport = layer  # so that an abort before the handshake ends reaches TCP
+            transport.set_protocol(layer)
+            layer.connection_made(transport)
+            return
         super().connection_made(transport)  # type: ignore[misc]
         if transport.get_protocol() is self:
             transport.set_protocol(_BufferedReceiver(self))
+
+    async def tls_ready(self) -> None:
+        """Wait for the TLS handshake below this connection (raises its ``TLSFailure``)."""
+        if self._tls_layer is not None:
+            await self._tls_layer.ready
 
     def _setup_receive(self) -> None:
         self._on_frame: Callable[[Frame], None] | None = None
@@ -440,6 +471,7 @@ class _MeshClientConnection(_MeshConnection, ClientConnection, asyncio.BufferedP
 
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
         federation, expected = self.pin
+        await self.tls_ready()
         verify_peer(self.transport.get_extra_info("ssl_object"), federation, expected)
         await super().handshake(*args, **kwargs)
 
@@ -529,10 +561,7 @@ class WebsocketMesh:
         self._local = federation.by_name(identity.name)
         self._limits = limits if limits is not None else FrameLimits()
         self._log = logger if logger is not None else logging.getLogger("transport.websocket")
-        self._server_ctx: ssl.SSLContext = server_context(
-            identity, federation, on_handshake_error=self._on_tls_failure
-        )
-        self._client_ctx: ssl.SSLContext = client_context(identity, federation)
+        self._tls: SSL.Context = mesh_context(identity, federation)
         self._recv_timeout = float(recv_timeout)
         self._connect_timeout = float(connect_timeout)
         self._open_timeout = min(self._connect_timeout, 10.0)
@@ -607,10 +636,9 @@ class WebsocketMesh:
                 self._handle,
                 host,
                 port,
-                ssl=self._server_ctx,
                 compression=None,
                 process_request=self._process_request,
-                create_connection=_MeshServerConnection,
+                create_connection=self._server_connection,  # type: ignore[arg-type]
                 server_header=None,
                 open_timeout=self._open_timeout,
                 ping_interval=self._ping_interval,
@@ -813,12 +841,14 @@ class WebsocketMesh:
         """Keep one connection to ``p`` (which we dial), re-dialling with capped backoff."""
         delay = self._backoff_initial
         host = f"[{p.info.host}]" if ":" in p.info.host else p.info.host
-        uri = f"wss://{host}:{p.info.port}{MESH_PATH}"
+        # TLS runs below the websocket (transport.tlsconn), so the websocket itself is ws://.
+        uri = f"ws://{host}:{p.info.port}{MESH_PATH}"
         pin = (self._federation, p.name)
 
         def factory(*args: Any, **kwargs: Any) -> ClientConnection:
             conn = _MeshClientConnection(*args, **kwargs)
             conn.pin = pin
+            conn.tls = _TLSSetup(self._tls, False, self._open_timeout, None)
             return conn
 
         while not self._closing:
@@ -827,7 +857,6 @@ class WebsocketMesh:
             try:
                 ws = await connect(
                     uri,
-                    ssl=self._client_ctx,
                     compression=None,
                     proxy=None,
                     additional_headers={PARTY_HEADER: self.local_name},
@@ -848,7 +877,7 @@ class WebsocketMesh:
                 self._note_error(
                     p, f"{p.name} refused our connection (HTTP {exc.response.status_code})", logging.WARNING
                 )
-            except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
+            except (OSError, TimeoutError, InvalidHandshake, TLSFailure) as exc:
                 self._note_error(p, f"cannot reach {p.name}: {type(exc).__name__}: {exc}", logging.DEBUG)
             else:
                 self._log.debug("%s: connected to %s at %s", self.local_name, p.name, uri)
@@ -889,11 +918,16 @@ class WebsocketMesh:
             return response
         return None
 
-    def _on_tls_failure(self, exc: ssl.SSLError) -> None:
+    def _server_connection(self, *args: Any, **kwargs: Any) -> _MeshServerConnection:
+        """A connection for ``serve``, which runs TLS below itself (:class:`_TLSSetup`)."""
+        conn = _MeshServerConnection(*args, **kwargs)
+        conn.tls = _TLSSetup(self._tls, True, self._open_timeout, self._on_tls_failure)
+        return conn
+
+    def _on_tls_failure(self, exc: TLSFailure) -> None:
         """A TLS handshake of an incoming connection failed (e.g. a certificate nobody pinned)."""
         self._refused += 1
-        reason = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
-        self._log.warning("%s: refused an incoming connection: TLS handshake failed: %s", self.local_name, reason)
+        self._log.warning("%s: refused an incoming connection: %s", self.local_name, exc)
 
     async def _handle(self, conn: ServerConnection) -> None:
         """Server handler of an accepted (already authenticated) connection."""
