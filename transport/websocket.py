@@ -314,40 +314,6 @@ class _FrameReader(StreamReader):
         self._start = self._end
 
 
-class _BufferedReceiver(asyncio.BufferedProtocol):
-    """The protocol the TLS layer sees in place of a :class:`_MeshConnection` (forwards to it).
-
-    uvloop's TLS transport decrypts into the application's buffer only for a protocol that has
-    ``get_buffer`` and is not an ``asyncio.Protocol``; a ``websockets`` connection is one, so
-    uvloop would decrypt every 256 KB into fresh ``bytes``, join them, and hand them to
-    ``data_received`` (which then copies them into the :class:`_FrameReader`). Behind this
-    shim, records are decrypted straight into the reader's buffer, as on the standard loop.
-    """
-
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: _MeshConnection) -> None:
-        self._conn = conn
-
-    def get_buffer(self, sizehint: int) -> memoryview | bytearray:
-        return self._conn.get_buffer(sizehint)
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._conn.buffer_updated(nbytes)
-
-    def eof_received(self) -> bool | None:
-        return self._conn.eof_received()  # type: ignore[attr-defined, no-any-return]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._conn.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._conn.pause_writing()  # type: ignore[attr-defined]
-
-    def resume_writing(self) -> None:
-        self._conn.resume_writing()  # type: ignore[attr-defined]
-
-
 @dataclass(frozen=True)
 class _TLSSetup:
     """How a mesh connection runs TLS below itself (:class:`~transport.tlsconn.TLSLayer`)."""
@@ -364,8 +330,8 @@ class _MeshConnection:
     Installs :class:`_FrameReader` and hands every data frame, synchronously and in order, to
     the callback given to :meth:`attach` (frames that arrive earlier are copied and kept, at
     most :data:`_MAX_EARLY_FRAMES`). Data frames never enter ``websockets``' message queue, so
-    ``recv`` is not used on these connections. The transport delivers to a
-    :class:`_BufferedReceiver` in front of the connection.
+    ``recv`` is not used on these connections. The TLS layer below decrypts straight into the
+    reader's buffer (``get_buffer`` / ``buffer_updated``).
     """
 
     protocol: Any
@@ -385,8 +351,6 @@ class _MeshConnection:
             layer.connection_made(transport)
             return
         super().connection_made(transport)  # type: ignore[misc]
-        if transport.get_protocol() is self:
-            transport.set_protocol(_BufferedReceiver(self))
 
     async def tls_ready(self) -> None:
         """Wait for the TLS handshake below this connection (raises its ``TLSFailure``)."""

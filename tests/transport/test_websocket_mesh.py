@@ -21,7 +21,8 @@ from transport.framing import FrameLimits
 from transport.identity import Federation, Identity, PeerInfo, generate_identity
 from transport.link import Link
 from transport.tls import client_context
-from transport.websocket import MESH_PATH, PARTY_HEADER, WebsocketMesh, _BufferedReceiver, _FrameReader
+from transport.tlsconn import TLSLayer
+from transport.websocket import MESH_PATH, PARTY_HEADER, WebsocketMesh, _FrameReader
 
 NAMES = ("a", "b", "c")
 TIMEOUT = 3.0  # recv/connect timeout of the meshes; every test ends well within it when healthy
@@ -523,8 +524,8 @@ async def test_bulk_messages_take_the_zero_copy_path_intact(make_mesh: MeshFacto
 def test_bulk_messages_take_the_zero_copy_path_on_uvloop(
     identities: dict[str, Identity], federation: Federation, prg: PRG
 ) -> None:
-    """Party processes run on uvloop, whose TLS layer decrypts into our buffer only through the
-    BufferedProtocol shim (it copies for any asyncio.Protocol, as websockets connections are)."""
+    """Party processes run on uvloop: its TCP transports feed the TLS layer, which decrypts
+    straight into the connection's buffer there too."""
     uvloop = pytest.importorskip("uvloop")
 
     async def main() -> None:
@@ -555,7 +556,7 @@ async def _bulk_exchange_takes_the_zero_copy_path(meshes: dict[str, WebsocketMes
             np.testing.assert_array_equal(got, want)
         peer = meshes[me]._peers[other]
         assert peer.ws is not None and isinstance(peer.ws.protocol.reader, _FrameReader)
-        assert isinstance(peer.ws.transport.get_protocol(), _BufferedReceiver)
+        assert isinstance(peer.ws.transport, TLSLayer) and peer.ws.transport.get_protocol() is peer.ws
         stats = meshes[me].stats()["peers"][other]
         assert stats["frames_dropped"] == 0
         assert 12 <= stats["frames_sent"] <= 12 + 3  # 3 messages of 4 frames, at most one ACK each
