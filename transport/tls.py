@@ -23,6 +23,7 @@ import ssl
 from typing import Any, Callable
 
 from cryptography import x509
+from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import SSL
 from OpenSSL.crypto import X509
 
@@ -66,6 +67,9 @@ def mesh_context(identity: Identity, federation: Federation) -> SSL.Context:
     ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
     ctx.set_max_proto_version(SSL.TLS1_3_VERSION)
     ctx.set_options(SSL.OP_NO_TICKET)
+    # Memory BIOs never block a write: without partial writes one SSL_write encrypts a whole
+    # frame (many records) in one call, not one call per 16 KB record.
+    ctx.clear_mode(Binding.lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
     ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
     try:
         ctx.use_certificate_chain_file(str(identity.cert_path))

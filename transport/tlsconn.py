@@ -184,9 +184,10 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
             buf = memoryview(app.get_buffer(-1))
             size = len(buf)
             filled = 0
+            recv_into = self._conn.recv_into
             try:
-                while filled < size:
-                    filled += self._conn.recv_into(buf[filled:], min(size - filled, _RECORD))
+                while filled < size:  # one record per call (at most _RECORD bytes)
+                    filled += recv_into(buf[filled:], _RECORD)
             except SSL.WantReadError:
                 if filled:
                     app.buffer_updated(filled)
