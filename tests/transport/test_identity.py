@@ -28,26 +28,6 @@ from transport.identity import (
 from transport.tls import authenticate_peer, client_context, server_context, verify_peer
 
 
-@pytest.fixture(scope="module")
-def keydir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
-
-
-@pytest.fixture(scope="module")
-def identities(keydir: Path) -> dict[str, Identity]:
-    return {name: generate_identity(name, keydir) for name in ("alpha", "beta", "gamma")}
-
-
-@pytest.fixture(scope="module")
-def federation(identities: dict[str, Identity]) -> Federation:
-    return Federation(
-        tuple(
-            PeerInfo.from_certificate(name, "127.0.0.1", 7000 + i, ident.cert_path)
-            for i, (name, ident) in enumerate(identities.items())
-        )
-    )
-
-
 def _handshake(client: ssl.SSLContext, server: ssl.SSLContext) -> tuple[ssl.SSLObject, ssl.SSLObject]:
     """Run a TLS handshake between two contexts over memory BIOs; raises the first SSLError."""
     c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()

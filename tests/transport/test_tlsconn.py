@@ -1,4 +1,6 @@
-"""The TLS layer below the mesh's websockets (transport.tlsconn) on its own TCP connections."""
+"""The TLS layer below the mesh's websockets (transport.tlsconn) on its own TCP connections.
+
+Identities ``alpha``, ``beta`` and their federation come from ``tests/transport/conftest.py``."""
 
 from __future__ import annotations
 
@@ -14,22 +16,6 @@ from transport.tls import mesh_context, verify_peer
 from transport.tlsconn import TLSLayer
 
 TIMEOUT = 5.0
-
-
-@pytest.fixture(scope="module")
-def identities(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Identity]:
-    keydir = tmp_path_factory.mktemp("tlskeys")
-    return {name: generate_identity(name, keydir) for name in ("alpha", "beta")}
-
-
-@pytest.fixture(scope="module")
-def federation(identities: dict[str, Identity]) -> Federation:
-    return Federation(
-        tuple(
-            PeerInfo.from_certificate(name, "127.0.0.1", 7100 + i, ident.cert_path)
-            for i, (name, ident) in enumerate(identities.items())
-        )
-    )
 
 
 class Collector(asyncio.BufferedProtocol):
