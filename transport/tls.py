@@ -20,7 +20,7 @@ local log only.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.bindings.openssl.binding import Binding
@@ -100,45 +100,18 @@ def _context(purpose: int, identity: Identity, federation: Federation) -> ssl.SS
     return ctx
 
 
-def server_context(
-    identity: Identity,
-    federation: Federation,
-    *,
-    on_handshake_error: Callable[[ssl.SSLError], None] | None = None,
-) -> ssl.SSLContext:
+def server_context(identity: Identity, federation: Federation) -> ssl.SSLContext:
     """Context for accepting connections: TLS 1.3 only, client certificate required.
 
     Args:
         identity: this party's key and certificate.
         federation: the pinned members (their certificates form the trust store).
-        on_handshake_error: called with the error of every failed TLS handshake (for instance
-            a client certificate that no member owns), which asyncio would otherwise report only
-            in debug mode. It must not raise.
 
     Raises:
         ConfigError: the identity's files are invalid, its certificate is not the one pinned for
             it, or a member's certificate is missing from the federation.
     """
-    ctx = _context(ssl.PROTOCOL_TLS_SERVER, identity, federation)
-    if on_handshake_error is not None:
-        ctx.sslobject_class = _reporting_sslobject(on_handshake_error)
-    return ctx
-
-
-def _reporting_sslobject(report: Callable[[ssl.SSLError], None]) -> type[ssl.SSLObject]:
-    """An :class:`ssl.SSLObject` subclass whose failed handshakes are passed to ``report``."""
-
-    class _ReportingSSLObject(ssl.SSLObject):
-        def do_handshake(self) -> None:
-            try:
-                super().do_handshake()
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                raise
-            except ssl.SSLError as exc:
-                report(exc)
-                raise
-
-    return _ReportingSSLObject
+    return _context(ssl.PROTOCOL_TLS_SERVER, identity, federation)
 
 
 def client_context(identity: Identity, federation: Federation) -> ssl.SSLContext:

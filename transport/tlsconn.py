@@ -47,7 +47,8 @@ _SLACK = 64 * 1024
 
 def describe(exc: SSL.Error) -> str:
     """OpenSSL's reasons for ``exc``, for the local log (e.g. ``certificate verify failed``)."""
-    reasons = [str(item[2]) for item in exc.args[0] if isinstance(item, tuple) and len(item) == 3] if exc.args and isinstance(exc.args[0], list) else []
+    queue = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    reasons = [str(entry[2]) for entry in queue if isinstance(entry, tuple) and len(entry) == 3]
     return "; ".join(reasons) or type(exc).__name__
 
 

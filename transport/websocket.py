@@ -483,7 +483,7 @@ class WebsocketMesh:
 
     Raises:
         ConfigError: invalid parameters, identity files or federation (see
-            :func:`transport.tls.server_context`).
+            :func:`transport.tls.mesh_context`).
     """
 
     def __init__(

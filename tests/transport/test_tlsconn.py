@@ -5,6 +5,7 @@ Identities ``alpha``, ``beta`` and their federation come from ``tests/transport/
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from mpc.errors import TLSFailure
 from transport.identity import Federation, Identity, PeerInfo, generate_identity
-from transport.tls import mesh_context, verify_peer
+from transport.tls import client_context, mesh_context, verify_peer
 from transport.tlsconn import TLSLayer
 
 TIMEOUT = 5.0
@@ -199,3 +200,23 @@ async def test_a_tampered_record_drops_the_connection_and_delivers_nothing_of_it
     finally:
         srv.close()
         state["proxy"].close()  # type: ignore[attr-defined]
+
+
+async def test_a_client_below_tls_1_3_is_refused(identities: dict[str, Identity], federation: Federation) -> None:
+    """The mesh's context speaks TLS 1.3 only: a (pinned) client capped at TLS 1.2 fails."""
+    loop = asyncio.get_running_loop()
+    failures: list[Exception] = []
+
+    def server_factory() -> TLSLayer:
+        return TLSLayer(mesh_context(identities["beta"], federation), True, Collector(), handshake_timeout=TIMEOUT, on_failure=failures.append)
+
+    srv = await loop.create_server(server_factory, "127.0.0.1", 0)
+    try:
+        port = srv.sockets[0].getsockname()[1]
+        old = client_context(identities["alpha"], federation)
+        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=old, server_hostname="beta"), TIMEOUT)
+        assert len(failures) == 1 and isinstance(failures[0], TLSFailure)
+    finally:
+        srv.close()
