@@ -844,7 +844,7 @@ class WebsocketMesh:
             except (OSError, TimeoutError, InvalidHandshake, TLSFailure) as exc:
                 self._note_error(p, f"cannot reach {p.name}: {type(exc).__name__}: {exc}", logging.DEBUG)
             else:
-                self._log.debug("%s: connected to %s at %s", self.local_name, p.name, uri)
+                self._log.debug("%s: connected to %s at %s (TLS 1.3 below the websocket)", self.local_name, p.name, uri)
                 if await self._run_connection(p, ws):
                     delay = self._backoff_initial
             if self._closing:
