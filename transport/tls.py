@@ -67,6 +67,7 @@ def mesh_context(identity: Identity, federation: Federation) -> SSL.Context:
     ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
     ctx.set_max_proto_version(SSL.TLS1_3_VERSION)
     ctx.set_options(SSL.OP_NO_TICKET)
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)  # TLS 1.3 tickets would need the cache
     # Memory BIOs never block a write: without partial writes one SSL_write encrypts a whole
     # frame (many records) in one call, not one call per 16 KB record.
     ctx.clear_mode(Binding.lib.SSL_MODE_ENABLE_PARTIAL_WRITE)

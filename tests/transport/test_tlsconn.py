@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from OpenSSL import SSL
 
 from mpc.errors import TLSFailure
 from transport.identity import Federation, Identity, PeerInfo, generate_identity
@@ -220,3 +221,47 @@ async def test_a_client_below_tls_1_3_is_refused(identities: dict[str, Identity]
         assert len(failures) == 1 and isinstance(failures[0], TLSFailure)
     finally:
         srv.close()
+
+
+def _memory_handshake(client: SSL.Connection, server: SSL.Connection) -> None:
+    """Run a handshake between two memory-BIO connections, then let the client read what the
+    server sent after it (TLS 1.3 tickets, if any)."""
+    for _ in range(20):
+        for side in (client, server):
+            try:
+                side.do_handshake()
+            except SSL.WantReadError:
+                pass
+        for src, dst in ((client, server), (server, client)):
+            try:
+                dst.bio_write(src.bio_read(1 << 20))
+            except SSL.WantReadError:
+                pass
+    with pytest.raises(SSL.WantReadError):
+        client.recv(1024)
+
+
+def test_a_second_connection_authenticates_fully(identities: dict[str, Identity], federation: Federation) -> None:
+    """No session resumption: a client that offers its previous session gets a full handshake
+    again, in which the server sends its certificate and reads the client's (OpenSSL's
+    handshake states, seen by an info callback; a resumed TLS 1.3 handshake has neither)."""
+    server_ctx, client_ctx = mesh_context(identities["beta"], federation), mesh_context(identities["alpha"], federation)
+    states: list[bytes] = []
+    server_ctx.set_info_callback(lambda conn, where, ret: states.append(conn.get_state_string()))
+
+    def pair() -> tuple[SSL.Connection, SSL.Connection]:
+        server, client = SSL.Connection(server_ctx, None), SSL.Connection(client_ctx, None)
+        server.set_accept_state()
+        client.set_connect_state()
+        return client, server
+
+    client, server = pair()
+    _memory_handshake(client, server)
+    session = client.get_session()
+    assert session is not None
+    states.clear()
+    again, server2 = pair()
+    again.set_session(session)
+    _memory_handshake(again, server2)
+    assert again.get_protocol_version_name() == "TLSv1.3"
+    assert b"SSLv3/TLS write certificate" in states and b"SSLv3/TLS read client certificate" in states
