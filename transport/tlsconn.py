@@ -214,9 +214,11 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
         while True:
             try:
                 out = self._conn.bio_read(size)
-            except SSL.WantReadError:
+            except SSL.WantReadError:  # nothing pending
                 return
             raw.write(out)
+            if len(out) < size:  # a memory BIO hands out all it holds, up to ``size``
+                return
             size = _SLACK
 
     def _fail(self, exc: TLSFailure) -> None:
