@@ -13,14 +13,15 @@ TLS on the latter, with memory BIOs, between the TCP transport and the websocket
 
 The protocol version, certificates and trust store are :mod:`transport.tls`'s policy
 (:func:`transport.tls.mesh_context`): TLS 1.3 only, a certificate on both sides verified
-against the federation's pinned certificates, no session tickets; the pin of the party is
-checked after the handshake (:func:`transport.tls.verify_peer`, on :meth:`TLSLayer.peer`).
+against the federation's pinned certificates, no session tickets or cache; the pin of the
+party is checked after the handshake (:func:`transport.tls.verify_peer`, on :meth:`TLSLayer.peer`).
 
 Failures: a handshake that fails (a certificate nobody pinned, a protocol error) or does not
 finish within its timeout aborts the TCP connection; :attr:`TLSLayer.ready` then holds a
 :class:`TLSFailure` (and the server's ``on_failure`` hears of it). A record that fails to
-authenticate after the handshake aborts the connection (the websocket connection sees it
-lost). Nothing is decrypted for the application before the handshake completes.
+authenticate after the handshake aborts the connection: the websocket connection sees it lost
+with that :class:`TLSFailure`. Nothing is decrypted for the application before the handshake
+completes.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
         self._timeout = handshake_timeout
         self._timer: asyncio.TimerHandle | None = None
         self._on_failure = on_failure
+        self._error: TLSFailure | None = None  # why this layer aborted, for connection_lost
         self._peer = PeerView(self._conn)
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ready.add_done_callback(_consume)
@@ -145,7 +147,7 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
             self.ready.set_exception(TLSFailure(f"connection closed during the TLS handshake: {exc or 'EOF'}"))
         if self._app_connected:
             self._app_connected = False
-            self._app.connection_lost(exc)
+            self._app.connection_lost(exc if exc is not None else self._error)
 
     def pause_writing(self) -> None:
         if self._app_connected:
@@ -232,6 +234,7 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
             self._raw.abort()
 
     def _abort_with(self, exc: TLSFailure) -> None:
+        self._error = exc
         if not self.ready.done():
             self.ready.set_exception(exc)
         self.abort()
@@ -304,6 +307,11 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
         if self._raw is None:
             return default
         return self._raw.get_extra_info(name, default)
+
+    @property
+    def error(self) -> TLSFailure | None:
+        """Why this layer aborted the connection (a record that did not authenticate), if it did."""
+        return self._error
 
     def peer(self) -> PeerView:
         """The finished handshake's protocol version and peer certificate."""

@@ -1136,6 +1136,9 @@ class WebsocketMesh:
         await ws.wait_closed()
         if conn.reason is not None:
             return conn.reason
+        tls = ws.transport if isinstance(ws.transport, TLSLayer) else None
+        if tls is not None and tls.error is not None:
+            return str(tls.error)
         return "closed" if ws.protocol.close_rcvd is not None else "lost"
 
     async def _writer(self, p: _Peer, ws: _MeshWebsocket) -> str:

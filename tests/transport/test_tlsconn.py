@@ -194,7 +194,8 @@ async def test_a_tampered_record_drops_the_connection_and_delivers_nothing_of_it
         await asyncio.wait_for(server.ready, TIMEOUT)
         state["armed"] = True
         client.write(b"secret payload " * 1000)
-        await asyncio.wait_for(s_app.lost, TIMEOUT)
+        lost = await asyncio.wait_for(s_app.lost, TIMEOUT)
+        assert isinstance(lost, TLSFailure) and "record" in str(lost)
         assert state["seen"] == 1
         assert bytes(s_app.data) == b""
         assert server.is_closing()

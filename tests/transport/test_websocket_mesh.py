@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from pathlib import Path
@@ -300,6 +301,66 @@ async def test_connection_killed_mid_stream_completes_exactly(
     assert meshes["a"].stats()["peers"]["c"]["reconnects"] >= 1
     for mesh in meshes.values():
         assert mesh.stats()["router"]["dropped"] == {}
+
+
+async def test_a_tampered_tls_record_drops_the_connection_and_nothing_is_lost(
+    make_mesh: MeshFactory,
+    federation: Federation,
+    rng: np.random.Generator,
+    seeds: dict[str, bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """a dials b through a TCP proxy that flips one bit of a's first large write: b's TLS
+    layer refuses the record and drops the connection (logged with the reason), a re-dials,
+    the link resends, and b receives the array intact."""
+    caplog.set_level(logging.INFO, logger="test.mesh.b")
+    b_port = federation.by_name("b").port
+    armed = {"left": 1}
+
+    async def relay(src: asyncio.StreamReader, dst: asyncio.StreamWriter, tamper: bool) -> None:
+        try:
+            while data := await src.read(1 << 16):
+                if tamper and armed["left"] and len(data) > 4096:
+                    flipped = bytearray(data)
+                    flipped[2048] ^= 0x10
+                    data, armed["left"] = bytes(flipped), 0
+                dst.write(data)
+                await dst.drain()
+        except ConnectionError:
+            pass
+        finally:
+            dst.close()
+
+    async def handle(c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        s_reader, s_writer = await asyncio.open_connection("127.0.0.1", b_port)
+        await asyncio.gather(relay(c_reader, s_writer, True), relay(s_reader, c_writer, False))
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        proxy_port = proxy.sockets[0].getsockname()[1]
+        via_proxy = Federation(
+            tuple(dataclasses.replace(p, port=proxy_port) if p.name == "b" else p for p in federation)
+        )
+        meshes = {"a": make_mesh("a", federation_=via_proxy), "b": make_mesh("b")}
+        for mesh in meshes.values():
+            await mesh.start()
+        await _connected(list(meshes.values()))
+        array = rng.integers(0, 2**64, size=2**19, dtype=np.uint64, endpoint=False)  # 4 MiB
+
+        async def a_to_b(session: Session, x: np.ndarray | None) -> np.ndarray | None:
+            rnd = session.round("bulk")
+            if session.party_id == 0:
+                await rnd.send(1, x)
+                return None
+            return await rnd.recv(0)
+
+        out = await _run(meshes, a_to_b, {"a": array, "b": None}, seeds, "tampered")
+        np.testing.assert_array_equal(out["b"], array)
+        assert armed["left"] == 0
+        assert meshes["a"].stats()["peers"]["b"]["reconnects"] >= 1
+        assert any("TLS record failed" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+    finally:
+        proxy.close()
 
 
 async def test_silent_peer_raises_then_reconnects_when_it_comes_back(
