@@ -28,11 +28,11 @@ import sys
 import time
 from typing import Any, Sequence
 
+from mpc.compiled import available_cores
 from mpc.session import Session
 from parties.benchmarks.common import emit, peer_python
 from parties.testing import run_parties_async
 from protocols.psi import PsiConfig, psi_intersection
-from protocols.psi.group import available_cores
 
 SUITE = "psi"
 PEER = "openmined-psi"

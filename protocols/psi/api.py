@@ -20,10 +20,11 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from mpc.checks import check_int
+from mpc.compiled import available_cores
 from mpc.errors import ConfigError, ProtocolViolation
 from mpc.session import Session
 from protocols.psi.config import Mode, PsiConfig, check_receivers
-from protocols.psi.group import GroupEngine, GroupPool, available_cores
+from protocols.psi.group import GroupEngine, GroupPool
 from protocols.psi.identifiers import PreparedSet, prepare_identifiers
 from protocols.psi.kkrt import kkrt_psi
 from protocols.psi.multi_party import multi_party_psi

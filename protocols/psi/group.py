@@ -44,7 +44,6 @@ __all__ = [
     "SCALAR_BYTES",
     "GroupPool",
     "GroupEngine",
-    "available_cores",
     "random_scalar",
     "invert_scalar",
     "multiply_scalars",
