@@ -90,7 +90,8 @@ def xor_words(a, d, out):  # type: ignore[no-untyped-def]
 @numba.jit(inline="always", **JIT)
 def _tweak_rows(pf, of, k0, k1, base, high, nb):  # type: ignore[no-untyped-def]
     """Rows ``k0 .. k1`` (uint64) of :func:`tweaks` with index ``base + k``; inlined with a
-    constant ``nb`` (1 or 2 blocks per row), the row loop vectorizes."""
+    constant ``nb`` (1 or 2 blocks per row) the row loop vectorizes, with a run-time one (wide
+    rows) the block loop."""
     for k in range(k0, k1):
         lo = pf[np.uint64(2) * k] ^ (base + k)
         hi = pf[np.uint64(2) * k + np.uint64(1)]
@@ -123,14 +124,7 @@ def tweaks(p, first, period, high, out):  # type: ignore[no-untyped-def]
         elif nb == 1:
             _tweak_rows(pf, of, k0, k1, base, high, 1)
         else:  # wide rows (the vOLE's): the block loop vectorizes
-            unb = np.uint64(2 * nb)
-            for k in range(k0, k1):
-                lo = pf[np.uint64(2) * k] ^ (base + k)
-                hi = pf[np.uint64(2) * k + np.uint64(1)]
-                o = k * unb
-                for b in range(np.uint64(nb)):
-                    of[o + np.uint64(2) * b] = lo
-                    of[o + np.uint64(2) * b + np.uint64(1)] = hi ^ high[b]
+            _tweak_rows(pf, of, k0, k1, base, high, nb)
         k0 = k1
 
 
