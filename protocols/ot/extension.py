@@ -26,11 +26,12 @@ CRYPTO 2015 for the check). ``kappa = 128``; ``Delta`` is the sender's 128-bit g
    ``t~ = P(t)`` and the sender checks ``P(q) == t~ + x * Delta'`` (``Delta'`` is ``Delta``
    read as GCM reads a block, :func:`~protocols.ot.gf128.reflect`), else raises
    :class:`~mpc.errors.AbortError`. *Interactive challenge* (active batches of at least
-   ``2^20`` padded rows, where hashing ``u`` costs about a round trip, :data:`_INTERACTIVE_ROWS`): the
-   receiver sends ``u`` alone (round ``ext``); the sender, holding ``u``, draws ``alpha`` (16
-   bytes from its CSPRNG-seeded PRG) and sends it (round ``ext-chal``); the receiver answers
-   with ``x || t~`` (round ``ext-check``), and the sender checks as above. KOS's original
-   interactive form: ``u`` is fixed before ``alpha`` exists, so there is no grinding term.
+   ``2^20`` padded rows, where hashing ``u`` costs about a round trip,
+   :data:`_INTERACTIVE_ROWS`): the receiver sends ``u`` alone (round ``ext``); the sender,
+   holding ``u``, draws ``alpha`` (16 bytes from its CSPRNG-seeded PRG) and sends it (round
+   ``ext-chal``); the receiver answers with ``x || t~`` (round ``ext-check``), and the sender
+   checks as above. KOS's original interactive form: ``u`` is fixed before ``alpha`` exists,
+   so there is no grinding term.
 3. *derive* per flavour (each OT ``i`` of the pair has a unique index ``idx_i`` from a counter
    both sides keep; ``H`` is the tweakable CCR hash :meth:`~protocols.ot.crhash.CRHash.tccr_wide`):
 
@@ -82,8 +83,9 @@ interactive challenge (``m >= 2^20``) adds a 16-byte S->R and a 32-byte R->S mes
 flights) in place of the check in the first message. AES:
 receiver ``2m`` CTR blocks + ``n (1 + L/16)`` ECB blocks; sender ``m`` CTR + ``2n (1 + L/16)``
 ECB; active mode adds one GHASH pass over the ``m`` rows per side (and one over the choice
-bits at the receiver) and, below ``2^20`` rows, one SHA-256 pass over ``u`` per side. The bit-matrix transposes are 64x64
-delta swaps on uint64 words (:func:`~protocols.ot.crhash.transpose_bits`). The local
+bits at the receiver) and, below ``2^20`` rows, one SHA-256 pass over ``u`` per side. The
+bit-matrix transposes are 64x64 delta swaps on uint64 words
+(:func:`~protocols.ot.crhash.transpose_bits`). The local
 passes (transposes, the XORs of step 1, the derive step around the AES calls) run as compiled
 loops (:mod:`protocols.ot.kernels`, numba) when available, numpy otherwise (the same bytes);
 ring calls write their stream bytes and rows into buffers reused from call to call

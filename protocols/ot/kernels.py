@@ -31,9 +31,9 @@ correlation (one call of the scalar-triple multiplication): the sender's derive 
 offsets, one output array per loop, the rows of one correlation as one loop) 34 -> 22 ms and
 16 -> 10 ms: per chunk of 4096 OTs ``send_finish`` 29 -> 7 us (1.7 ns per OT), ``tweaks``
 15 -> 3.5 us, ``xor_words`` 6.4 -> 1.2 us, per 8192 OTs ``recv_finish`` 37 -> 9 us; a vOLE
-row of 16,384 Z_2^128 elements 42 -> 14 us (sender) and 28 -> 6 us (receiver). The transpose of the (128, 2^17) byte
-matrix 14 -> 2.0 ms (2 ns per 128-bit output row; 5.4 ms when it went one 64-row block at a
-time, writing half of every output row per pass). Over the real mesh (2 party processes,
+row of 16,384 Z_2^128 elements 42 -> 14 us (sender) and 28 -> 6 us (receiver). The transpose
+of the (128, 2^17) byte matrix 14 -> 2.0 ms (2 ns per 128-bit output row; 5.4 ms when it went
+one 64-row block at a time, writing half of every output row per pass). Over the real mesh (2 party processes,
 60,000 triples, same session, alternating runs) the offline producer's CPU time per party went
 from 4.5-5.1 s to 3.2-3.7 s with these loops, :mod:`protocols.spdz_offline.kernels` and the
 reuse of output buffers.

@@ -2,10 +2,10 @@
 
 From ``_INTERACTIVE_ROWS`` padded rows the receiver sends ``u`` alone, the sender answers with a
 fresh challenge, the receiver with the check values. These tests lower the threshold to 2^16
-rows (the code path is the same) and run batches just over it: the correlations hold for every flavour, the traffic is as documented, and a receiver
-that deviates (inconsistent columns, a tampered or missing check, the Fiat-Shamir form where
-the interactive one is due) is caught with a typed error on both sides where the flavour lets
-the receiver hear of it.
+rows (the code path is the same) and run batches just over it: the correlations hold for every
+flavour, the traffic is as documented, and a receiver that deviates (inconsistent columns, a
+tampered or missing check, the Fiat-Shamir form where the interactive one is due) is caught
+with a typed error on both sides where the flavour lets the receiver hear of it.
 """
 
 from __future__ import annotations
