@@ -46,33 +46,44 @@ class Collector(asyncio.BufferedProtocol):
             self.lost.set_result(exc)
 
 
+class Served:
+    """A TLS server on localhost: every accepted connection's layer and application, and the
+    handshake failures it reported."""
+
+    def __init__(self, server: asyncio.Server, accepted: list[tuple[TLSLayer, Collector]], failures: list[Exception]) -> None:
+        self.server, self.accepted, self.failures = server, accepted, failures
+        self.port: int = server.sockets[0].getsockname()[1]
+
+
+async def _serve(server_id: Identity, federation: Federation, *, timeout: float = TIMEOUT) -> Served:
+    """Accept TLS connections as ``server_id`` with the mesh's context."""
+    accepted: list[tuple[TLSLayer, Collector]] = []
+    failures: list[Exception] = []
+
+    def factory() -> TLSLayer:
+        app = Collector()
+        layer = TLSLayer(mesh_context(server_id, federation), True, app, handshake_timeout=timeout, on_failure=failures.append)
+        accepted.append((layer, app))
+        return layer
+
+    return Served(await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0), accepted, failures)
+
+
 async def _pair(
     server_id: Identity, client_id: Identity, federation: Federation, *, via: Any = None, timeout: float = TIMEOUT
 ) -> tuple[TLSLayer, Collector, TLSLayer, Collector, list[Exception], asyncio.Server]:
     """A server layer and a client layer over TCP on localhost (optionally through ``via``)."""
-    loop = asyncio.get_running_loop()
-    failures: list[Exception] = []
-    server_side: list[tuple[TLSLayer, Collector]] = []
-
-    def server_factory() -> TLSLayer:
-        app = Collector()
-        layer = TLSLayer(mesh_context(server_id, federation), True, app, handshake_timeout=timeout, on_failure=failures.append)
-        server_side.append((layer, app))
-        return layer
-
-    server = await loop.create_server(server_factory, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    if via is not None:
-        port = await via(port)
+    served = await _serve(server_id, federation, timeout=timeout)
+    port = served.port if via is None else await via(served.port)
     client_app = Collector()
     client = TLSLayer(mesh_context(client_id, federation), False, client_app, handshake_timeout=timeout)
-    await loop.create_connection(lambda: client, "127.0.0.1", port)
+    await asyncio.get_running_loop().create_connection(lambda: client, "127.0.0.1", port)
     for _ in range(200):
-        if server_side:
+        if served.accepted:
             break
         await asyncio.sleep(0.01)
-    layer, app = server_side[0]
-    return layer, app, client, client_app, failures, server
+    layer, app = served.accepted[0]
+    return layer, app, client, client_app, served.failures, served.server
 
 
 async def test_handshake_pins_both_sides_and_moves_bulk_data_both_ways(
@@ -108,20 +119,12 @@ async def test_a_certificate_nobody_pinned_fails_the_handshake(
 ) -> None:
     intruder = generate_identity("alpha", tmp_path)
     rogue = Federation((PeerInfo.from_certificate("alpha", "127.0.0.1", 1, intruder.cert_path), federation.by_name("beta")))
-    loop = asyncio.get_running_loop()
-    failures: list[Exception] = []
-    apps: list[Collector] = []
-
-    def server_factory() -> TLSLayer:
-        apps.append(Collector())
-        return TLSLayer(mesh_context(identities["beta"], federation), True, apps[-1], handshake_timeout=TIMEOUT, on_failure=failures.append)
-
-    srv = await loop.create_server(server_factory, "127.0.0.1", 0)
+    served = await _serve(identities["beta"], federation)
+    failures = served.failures
     try:
-        port = srv.sockets[0].getsockname()[1]
         c_app = Collector()
         client = TLSLayer(mesh_context(intruder, rogue), False, c_app, handshake_timeout=TIMEOUT)
-        await loop.create_connection(lambda: client, "127.0.0.1", port)
+        await asyncio.get_running_loop().create_connection(lambda: client, "127.0.0.1", served.port)
         # TLS 1.3: the client is done before the server has checked the client's certificate;
         # the server's alert then ends the connection.
         await asyncio.wait_for(c_app.lost, TIMEOUT)
@@ -131,21 +134,15 @@ async def test_a_certificate_nobody_pinned_fails_the_handshake(
             await asyncio.sleep(0.01)
         assert len(failures) == 1 and isinstance(failures[0], TLSFailure)
         assert "certificate" in str(failures[0])
-        assert not apps[0].made.done()  # the application never saw the connection
+        assert not served.accepted[0][1].made.done()  # the application never saw the connection
     finally:
-        srv.close()
+        served.server.close()
 
 
 async def test_silence_and_garbage_end_in_a_typed_failure(identities: dict[str, Identity], federation: Federation) -> None:
-    loop = asyncio.get_running_loop()
-    failures: list[Exception] = []
-
-    def server_factory() -> TLSLayer:
-        return TLSLayer(mesh_context(identities["beta"], federation), True, Collector(), handshake_timeout=0.3, on_failure=failures.append)
-
-    srv = await loop.create_server(server_factory, "127.0.0.1", 0)
+    served = await _serve(identities["beta"], federation, timeout=0.3)
+    failures, port = served.failures, served.port
     try:
-        port = srv.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)  # says nothing
         assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # dropped after the timeout
         writer.close()
@@ -156,7 +153,7 @@ async def test_silence_and_garbage_end_in_a_typed_failure(identities: dict[str, 
         writer.close()
         assert len(failures) == 2 and all(isinstance(f, TLSFailure) for f in failures)
     finally:
-        srv.close()
+        served.server.close()
 
 
 async def test_a_tampered_record_drops_the_connection_and_delivers_nothing_of_it(
@@ -206,22 +203,15 @@ async def test_a_tampered_record_drops_the_connection_and_delivers_nothing_of_it
 
 async def test_a_client_below_tls_1_3_is_refused(identities: dict[str, Identity], federation: Federation) -> None:
     """The mesh's context speaks TLS 1.3 only: a (pinned) client capped at TLS 1.2 fails."""
-    loop = asyncio.get_running_loop()
-    failures: list[Exception] = []
-
-    def server_factory() -> TLSLayer:
-        return TLSLayer(mesh_context(identities["beta"], federation), True, Collector(), handshake_timeout=TIMEOUT, on_failure=failures.append)
-
-    srv = await loop.create_server(server_factory, "127.0.0.1", 0)
+    served = await _serve(identities["beta"], federation)
     try:
-        port = srv.sockets[0].getsockname()[1]
         old = client_context(identities["alpha"], federation)
         old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_2
         with pytest.raises((ssl.SSLError, ConnectionError)):
-            await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=old, server_hostname="beta"), TIMEOUT)
-        assert len(failures) == 1 and isinstance(failures[0], TLSFailure)
+            await asyncio.wait_for(asyncio.open_connection("127.0.0.1", served.port, ssl=old, server_hostname="beta"), TIMEOUT)
+        assert len(served.failures) == 1 and isinstance(served.failures[0], TLSFailure)
     finally:
-        srv.close()
+        served.server.close()
 
 
 def _memory_handshake(client: SSL.Connection, server: SSL.Connection) -> None:
